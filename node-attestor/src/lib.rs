@@ -1,0 +1,1 @@
+//! SPIRE NodeAttestor plugins for confidential VMs (work in progress).

@@ -1,0 +1,1 @@
+//! SPIRE plugin runtime (work in progress).

@@ -1,0 +1,1 @@
+//! Simulated SEV-SNP device and roots (work in progress).
