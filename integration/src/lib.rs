@@ -1,1 +1,128 @@
-//! Helpers for end-to-end tests that run the real SPIRE server and agent with our plugins.
+//! Shared set-up for the end-to-end tests: SPIRE binaries, our plugin binaries with their checksums,
+//! simulated SEV-SNP root sets, and the HCL our plugins are configured with.
+//!
+//! The tests run the real SPIRE server and agent v1.15.3. Missing SPIRE or plugin binaries are test
+//! failures with a hint, never skips: `scripts/test.sh` provides both.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+use twi::spire::{hcl_string, AgentSettings, PluginBinary, PluginBlock, ServerSettings, SpireBins};
+
+pub use twi::spire;
+
+/// The plugin name used on both sides in every test.
+pub const PLUGIN_NAME: &str = "twi";
+/// The trust domain of every test.
+pub const TRUST_DOMAIN: &str = "example.org";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// SPIRE v1.15.3: `SPIRE_BIN_DIR`, the cache in `target/spire`, or built there now.
+pub fn spire_bins() -> Result<SpireBins> {
+    SpireBins::locate(&workspace(), None)
+}
+
+/// The directory holding this build's binaries: the test executable lives in its `deps/`.
+fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("no target dir above the test executable")
+}
+
+/// One of the workspace's plugin binaries, with its checksum.
+pub fn plugin(name: &str) -> Result<PluginBinary> {
+    let p = bin_dir()?.join(name);
+    if !p.is_file() {
+        bail!("{} is missing: build the plugins first (`cargo build --workspace --bins`, as scripts/test.sh does)", p.display());
+    }
+    PluginBinary::new(&p)
+}
+
+/// The faulty agent plugin (test only), with its checksum.
+pub fn faulty_agent() -> Result<PluginBinary> {
+    plugin("twi-test-faulty-agent")
+}
+
+/// A simulated Milan root set shared by every test of one test binary (RSA-4096 keys take seconds).
+pub fn shared_sim_dir() -> Result<&'static Path> {
+    static DIR: OnceLock<Result<tempfile::TempDir, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| new_sim_dir(None).map_err(|e| format!("{e:#}")));
+    match dir {
+        Ok(d) => Ok(d.path()),
+        Err(e) => bail!("creating the simulated root set: {e}"),
+    }
+}
+
+/// A fresh simulated root set; `vcek_not_after` (Unix seconds) lets a test make an expired VCEK.
+pub fn new_sim_dir(vcek_not_after: Option<u64>) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("twi-sim-").tempdir()?;
+    let mut opts = twi_core::sim::InitOptions::new(unix_now());
+    if let Some(t) = vcek_not_after {
+        opts.vcek_not_before = Some(t.saturating_sub(3600 * 24 * 30));
+        opts.vcek_not_after = Some(t);
+    }
+    twi_core::sim::init(dir.path(), &opts)?;
+    Ok(dir)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Server settings: our server node attestor trusting the given simulated roots, with extra HCL inside
+/// its `snp` block.
+pub fn server_settings(sim_roots: &[&Path], snp_extra: &str) -> Result<ServerSettings> {
+    let roots: Vec<String> = sim_roots
+        .iter()
+        .map(|d| hcl_string(&d.join("ark.pem").to_string_lossy()))
+        .collect();
+    Ok(ServerSettings {
+        trust_domain: TRUST_DOMAIN.into(),
+        plugins: vec![PluginBlock {
+            kind: "NodeAttestor".into(),
+            name: PLUGIN_NAME.into(),
+            binary: Some(plugin("twi-server-nodeattestor")?),
+            args: vec![],
+            data: format!(
+                "snp {{\n  simulated_roots = [{}]\n{snp_extra}\n}}",
+                roots.join(", ")
+            ),
+        }],
+        extra: String::new(),
+    })
+}
+
+/// Agent settings: an agent plugin binary in simulated mode on `sim_dir`, with extra HCL inside its
+/// `simulated` block, and plugin arguments (for the faulty agent's mode).
+pub fn agent_settings(
+    name: &str,
+    binary: PluginBinary,
+    args: &[&str],
+    sim_dir: &Path,
+    simulated_extra: &str,
+) -> AgentSettings {
+    AgentSettings {
+        name: name.into(),
+        node_attestor: PluginBlock {
+            kind: "NodeAttestor".into(),
+            name: PLUGIN_NAME.into(),
+            binary: Some(binary),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            data: format!(
+                "snp {{\n  source = \"simulated\"\n}}\nsimulated {{\n  dir = {}\n{simulated_extra}\n}}",
+                hcl_string(&sim_dir.to_string_lossy())
+            ),
+        },
+    }
+}

@@ -311,3 +311,13 @@ mod tests {
         assert_eq!(EvidenceResponse::decode(json.as_bytes()).unwrap(), r);
     }
 }
+
+/// Fuzzing entry point: decodes `data` as every message an untrusted peer can send. Never panics.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let _ = Hello::decode(data);
+    let _ = Challenge::decode(data);
+    if let Ok(r) = EvidenceResponse::decode(data) {
+        let _ = key_proof_message(&[0; MIN_NONCE_LEN], &r.evidence);
+    }
+}
