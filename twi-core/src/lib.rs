@@ -12,9 +12,12 @@
 //! The simulated TEE (feature `sim`) produces evidence in the real wire formats, signed by a test root;
 //! it goes through the same three steps and is trusted only when the caller names its root.
 
+// Shared by `twi bench` and benches/snp_verify.rs; not part of the API.
+#[doc(hidden)]
+pub mod bench_support;
 pub mod error;
-pub mod snp;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod snp;
 
-pub use error::{Error, ErrorClass};
+pub use error::{Error, ErrorClass, Violation};

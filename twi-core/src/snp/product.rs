@@ -75,8 +75,20 @@ impl TcbParts {
     pub fn decode(raw: u64, product: Product) -> TcbParts {
         let b = raw.to_le_bytes();
         match product {
-            Product::Turin => TcbParts { fmc: Some(b[0]), bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7] },
-            _ => TcbParts { fmc: None, bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7] },
+            Product::Turin => TcbParts {
+                fmc: Some(b[0]),
+                bootloader: b[1],
+                tee: b[2],
+                snp: b[3],
+                microcode: b[7],
+            },
+            _ => TcbParts {
+                fmc: None,
+                bootloader: b[0],
+                tee: b[1],
+                snp: b[6],
+                microcode: b[7],
+            },
         }
     }
 
@@ -101,6 +113,18 @@ impl TcbParts {
         u64::from_le_bytes(b)
     }
 
+    /// `fmc=0 bl=1 tee=0 snp=2 ucode=71`: the form used in error messages and policy violations.
+    fn fmt_parts(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(fmc) = self.fmc {
+            write!(f, "fmc={fmc} ")?;
+        }
+        write!(
+            f,
+            "bl={} tee={} snp={} ucode={}",
+            self.bootloader, self.tee, self.snp, self.microcode
+        )
+    }
+
     /// True when every component is at least the corresponding one of `min` (a component-wise order:
     /// AMD's TCB is not a single number).
     pub fn meets(&self, min: &TcbParts) -> bool {
@@ -109,6 +133,12 @@ impl TcbParts {
             && self.snp >= min.snp
             && self.microcode >= min.microcode
             && self.fmc.unwrap_or(0) >= min.fmc.unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for TcbParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.fmt_parts(f)
     }
 }
 
@@ -121,19 +151,35 @@ mod tests {
         // oak-milan-v3 reported TCB bytes 04 00 00 00 00 00 18 db
         let milan = u64::from_le_bytes([0x04, 0, 0, 0, 0, 0, 0x18, 0xdb]);
         let p = TcbParts::decode(milan, Product::Milan);
-        assert_eq!((p.bootloader, p.tee, p.snp, p.microcode, p.fmc), (4, 0, 24, 219, None));
+        assert_eq!(
+            (p.bootloader, p.tee, p.snp, p.microcode, p.fmc),
+            (4, 0, 24, 219, None)
+        );
         assert_eq!(p.encode(Product::Milan), milan);
         // oak-turin-v5 reported TCB bytes 00 01 00 02 00 00 00 47
         let turin = u64::from_le_bytes([0, 1, 0, 2, 0, 0, 0, 0x47]);
         let t = TcbParts::decode(turin, Product::Turin);
-        assert_eq!((t.fmc, t.bootloader, t.tee, t.snp, t.microcode), (Some(0), 1, 0, 2, 0x47));
+        assert_eq!(
+            (t.fmc, t.bootloader, t.tee, t.snp, t.microcode),
+            (Some(0), 1, 0, 2, 0x47)
+        );
         assert_eq!(t.encode(Product::Turin), turin);
     }
 
     #[test]
     fn meets_is_componentwise() {
-        let a = TcbParts { fmc: None, bootloader: 3, tee: 0, snp: 8, microcode: 115 };
-        let higher_ucode_lower_snp = TcbParts { snp: 7, microcode: 200, ..a };
+        let a = TcbParts {
+            fmc: None,
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 115,
+        };
+        let higher_ucode_lower_snp = TcbParts {
+            snp: 7,
+            microcode: 200,
+            ..a
+        };
         assert!(a.meets(&a));
         assert!(!higher_ucode_lower_snp.meets(&a));
     }
