@@ -189,6 +189,9 @@ impl Proc {
     /// SIGTERM, then SIGKILL after a grace period; SPIRE unloads its plugins on SIGTERM.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
             // SIGTERM through kill(1): the workspace forbids unsafe code, and std only offers SIGKILL.
             let _ = Command::new("kill")
                 .arg("-TERM")
