@@ -1,0 +1,371 @@
+//! The agent half of the node attestor (`twi-agent-nodeattestor`), running inside the confidential VM.
+//!
+//! `AidAttestation` is one straight line per challenge: send the [`wire::Hello`] (TEE kind and the
+//! per-instance public key) → receive the server's [`wire::Challenge`] → put
+//! [`wire::report_data`]`(nonce, key)` into fresh TEE evidence → sign [`wire::key_proof_message`] with the
+//! instance key → send the [`wire::EvidenceResponse`]. Evidence is collected anew for every challenge,
+//! including on re-attestation.
+//!
+//! Where evidence comes from is a [`collect::Collector`] chosen at Configure (see [`config`]).
+
+pub mod collect;
+pub mod config;
+mod key;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use twi_core::sim::SimSnpDevice;
+use twi_plugin::proto::agent_nodeattestor::node_attestor_server::{
+    NodeAttestor, NodeAttestorServer,
+};
+use twi_plugin::proto::agent_nodeattestor::payload_or_challenge_response::Data;
+use twi_plugin::proto::agent_nodeattestor::{
+    Challenge as ChallengeMsg, PayloadOrChallengeResponse,
+};
+use twi_plugin::{ConfigError, ConfigHandler, ConfigSlot, CoreConfig, PluginType};
+
+use crate::wire;
+use collect::{CollectError, Collector};
+use config::{AgentConfig, Source};
+
+pub use key::{InstanceKey, KeyError};
+
+/// Replaces the configured collector with another that usually delegates to it.
+pub type CollectorWrapper = Box<dyn Fn(Arc<dyn Collector>) -> Arc<dyn Collector> + Send + Sync>;
+
+/// What one successful Configure set up; RPCs hold it for their whole run.
+struct Active {
+    collector: Arc<dyn Collector>,
+    key: Arc<InstanceKey>,
+}
+
+struct Inner {
+    active: ConfigSlot<Active>,
+    wrapper: Option<CollectorWrapper>,
+    /// The in-memory key (no `instance_key_path`): made at the first Configure, kept across
+    /// reconfigurations so the agent's key stays the same for the life of the process.
+    memory_key: Mutex<Option<Arc<InstanceKey>>>,
+    /// The simulated device stands for one VM (fixed REPORT_ID); keep it across reconfigurations that
+    /// name the same directory.
+    sim_device: Mutex<Option<(PathBuf, Arc<SimSnpDevice>)>>,
+}
+
+/// The agent NodeAttestor plugin: the gRPC service and its [`ConfigHandler`]. Clones share state.
+#[derive(Clone)]
+pub struct AgentPlugin {
+    inner: Arc<Inner>,
+}
+
+impl Default for AgentPlugin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentPlugin {
+    /// An unconfigured plugin: `AidAttestation` answers `FailedPrecondition` until Configure succeeds.
+    pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// TEST SEAM: an agent whose configured collector is passed through `wrapper` at every Configure.
+    ///
+    /// Integration tests use it to build a faulty agent binary (tampering with, or replaying, evidence)
+    /// that otherwise runs exactly the real agent code: same configuration, key handling, wire messages
+    /// and key proof. Production binaries use [`AgentPlugin::new`].
+    pub fn with_collector_wrapper(
+        wrapper: impl Fn(Arc<dyn Collector>) -> Arc<dyn Collector> + Send + Sync + 'static,
+    ) -> Self {
+        Self::build(Some(Box::new(wrapper)))
+    }
+
+    fn build(wrapper: Option<CollectorWrapper>) -> Self {
+        AgentPlugin {
+            inner: Arc::new(Inner {
+                active: ConfigSlot::new(),
+                wrapper,
+                memory_key: Mutex::new(None),
+                sim_device: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The tonic service to hand to [`twi_plugin::run`] or [`twi_plugin::testing::load`].
+    pub fn service(&self) -> NodeAttestorServer<AgentPlugin> {
+        NodeAttestorServer::new(self.clone())
+    }
+
+    /// The Configure/Validate handler to hand to [`twi_plugin::run`] or [`twi_plugin::testing::load`].
+    pub fn config_handler(&self) -> Arc<dyn ConfigHandler> {
+        Arc::new(self.clone())
+    }
+
+    /// Serves this plugin to SPIRE: the whole `main` of an agent NodeAttestor binary.
+    #[must_use]
+    pub fn run(self) -> std::process::ExitCode {
+        twi_plugin::run(
+            PluginType::AgentNodeAttestor,
+            self.service(),
+            self.config_handler(),
+        )
+    }
+
+    /// Opens the evidence source and the key for `cfg` (blocking: file and device I/O).
+    fn activate(&self, cfg: &AgentConfig) -> Result<Active, ConfigError> {
+        let collector = self.open_collector(cfg)?;
+        let described = collector.describe();
+        let collector = match &self.inner.wrapper {
+            Some(wrap) => {
+                tracing::warn!(source = %described, "collector wrapped by a test seam");
+                wrap(collector)
+            }
+            None => collector,
+        };
+        let key = self.instance_key(cfg)?;
+        if cfg.source == Source::Simulated {
+            tracing::warn!(
+                source = %described,
+                instance_key_sha256 = %key.fingerprint(),
+                "configured with a SIMULATED TEE: evidence is signed by a test root, not by AMD hardware; for testing only"
+            );
+        } else {
+            tracing::info!(source = %described, instance_key_sha256 = %key.fingerprint(), "configured");
+        }
+        Ok(Active { collector, key })
+    }
+
+    fn open_collector(&self, cfg: &AgentConfig) -> Result<Arc<dyn Collector>, ConfigError> {
+        let invalid = |key: &str, detail: String| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            detail,
+        };
+        match cfg.source {
+            Source::Auto => {
+                collect::detect(&cfg.configfs_tsm_path, &cfg.sev_guest_device, cfg.vmpl)
+                    .map_err(|e| invalid("snp.source", e.to_string()))
+            }
+            Source::ConfigfsTsm => {
+                let tsm = collect::ConfigfsTsm::new(cfg.configfs_tsm_path.clone(), cfg.vmpl);
+                match tsm.provider() {
+                    Ok(p) if p == collect::SEV_GUEST_PROVIDER => Ok(Arc::new(tsm)),
+                    Ok(p) => Err(invalid(
+                        "snp.configfs_tsm_path",
+                        format!(
+                            "{} belongs to TSM provider `{p}`, not `{}` (SEV-SNP)",
+                            cfg.configfs_tsm_path.display(),
+                            collect::SEV_GUEST_PROVIDER
+                        ),
+                    )),
+                    Err(e) => Err(invalid("snp.configfs_tsm_path", e.to_string())),
+                }
+            }
+            Source::SevGuest => {
+                if cfg.sev_guest_device.exists() {
+                    Ok(Arc::new(collect::SevGuest::new(
+                        cfg.sev_guest_device.clone(),
+                        cfg.vmpl,
+                    )))
+                } else {
+                    Err(invalid(
+                        "snp.sev_guest_device",
+                        format!(
+                            "{} does not exist (is the sev-guest driver loaded?)",
+                            cfg.sev_guest_device.display()
+                        ),
+                    ))
+                }
+            }
+            Source::Simulated => {
+                let Some(sim) = &cfg.simulated else {
+                    return Err(ConfigError::MissingKey {
+                        key: "simulated".into(),
+                    });
+                };
+                let device = self.sim_device(&sim.dir)?;
+                // One trial report, so a guest the simulated firmware refuses fails Configure, not the
+                // first attestation.
+                device.report(&[0; 64], &sim.guest).map_err(|e| match e {
+                    twi_core::sim::SimError::InvalidGuestParam { field, .. } => invalid(
+                        &format!(
+                            "simulated.{}",
+                            if field == "version" {
+                                "report_version"
+                            } else {
+                                field
+                            }
+                        ),
+                        e.to_string(),
+                    ),
+                    other => invalid("simulated.dir", other.to_string()),
+                })?;
+                Ok(Arc::new(collect::Simulated::new(
+                    device,
+                    sim.guest.clone(),
+                    sim.dir.clone(),
+                )))
+            }
+        }
+    }
+
+    fn sim_device(&self, dir: &std::path::Path) -> Result<Arc<SimSnpDevice>, ConfigError> {
+        let mut cached = self
+            .inner
+            .sim_device
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((d, dev)) = cached.as_ref() {
+            if d == dir {
+                return Ok(Arc::clone(dev));
+            }
+        }
+        let dev = Arc::new(
+            SimSnpDevice::open(dir).map_err(|e| ConfigError::InvalidValue {
+                key: "simulated.dir".into(),
+                detail: format!("{e} (create it with `twi sim init`)"),
+            })?,
+        );
+        *cached = Some((dir.to_path_buf(), Arc::clone(&dev)));
+        Ok(dev)
+    }
+
+    fn instance_key(&self, cfg: &AgentConfig) -> Result<Arc<InstanceKey>, ConfigError> {
+        let key_err = |e: KeyError| ConfigError::InvalidValue {
+            key: "instance_key_path".into(),
+            detail: e.to_string(),
+        };
+        if let Some(path) = &cfg.instance_key_path {
+            return InstanceKey::load_or_create(path)
+                .map(Arc::new)
+                .map_err(key_err);
+        }
+        let mut slot = self
+            .inner
+            .memory_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = slot.as_ref() {
+            return Ok(Arc::clone(k));
+        }
+        let k = Arc::new(InstanceKey::generate().map_err(key_err)?);
+        *slot = Some(Arc::clone(&k));
+        Ok(k)
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigHandler for AgentPlugin {
+    async fn configure(&self, core: CoreConfig, hcl: &str) -> Result<(), Status> {
+        let cfg = config::build(&core, hcl)?;
+        let this = self.clone();
+        let active = tokio::task::spawn_blocking(move || this.activate(&cfg))
+            .await
+            .map_err(|e| Status::internal(format!("configure task failed: {e}")))??;
+        self.inner.active.set(active);
+        Ok(())
+    }
+
+    async fn validate(&self, core: CoreConfig, hcl: &str) -> Result<Vec<String>, Status> {
+        let cfg = match config::build(&core, hcl) {
+            Ok(cfg) => cfg,
+            Err(e) => return Ok(vec![e.to_string()]),
+        };
+        let mut notes = Vec::new();
+        if let Some(path) = &cfg.instance_key_path {
+            if let Err(e) = InstanceKey::check_existing(path) {
+                notes.push(format!("invalid value for `instance_key_path`: {e}"));
+            }
+        }
+        Ok(notes)
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<PayloadOrChallengeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeAttestor for AgentPlugin {
+    type AidAttestationStream = ResponseStream;
+
+    async fn aid_attestation(
+        &self,
+        request: Request<Streaming<ChallengeMsg>>,
+    ) -> Result<Response<Self::AidAttestationStream>, Status> {
+        let active = self.inner.active.get()?;
+        let hello = wire::encode(&wire::Hello {
+            v: wire::WIRE_VERSION,
+            tee: active.collector.tee(),
+            instance_key: active.key.spki_der().to_vec(),
+        })
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let mut challenges = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        tx.try_send(Ok(PayloadOrChallengeResponse {
+            data: Some(Data::Payload(hello)),
+        }))
+        .map_err(|_| Status::internal("response stream closed before the payload"))?;
+
+        tokio::spawn(async move {
+            loop {
+                let challenge = match challenges.message().await {
+                    Ok(Some(msg)) => msg.challenge,
+                    Ok(None) => break, // SPIRE has no more challenges
+                    Err(status) => {
+                        tracing::debug!(error = %status, "challenge stream ended");
+                        break;
+                    }
+                };
+                let answer = answer_challenge(&active, &challenge).await;
+                let failed = answer.is_err();
+                if let Err(status) = &answer {
+                    tracing::error!(code = ?status.code(), error = status.message(), "attestation challenge failed");
+                }
+                let msg = answer.map(|bytes| PayloadOrChallengeResponse {
+                    data: Some(Data::ChallengeResponse(bytes)),
+                });
+                if tx.send(msg).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One challenge → one evidence response, with fresh evidence.
+async fn answer_challenge(active: &Arc<Active>, challenge: &[u8]) -> Result<Vec<u8>, Status> {
+    let challenge = wire::Challenge::decode(challenge)
+        .map_err(|e| Status::invalid_argument(format!("bad challenge from the server: {e}")))?;
+    let report_data = wire::report_data(&challenge.nonce, active.key.spki_der());
+    let collector = Arc::clone(&active.collector);
+    let evidence = tokio::task::spawn_blocking(move || collector.collect(&report_data))
+        .await
+        .map_err(|e| CollectError::Task(e.to_string()))??;
+    let key_proof = active
+        .key
+        .sign(&wire::key_proof_message(&challenge.nonce, &evidence));
+    let response = wire::encode(&wire::EvidenceResponse {
+        v: wire::WIRE_VERSION,
+        evidence,
+        key_proof,
+    })
+    .map_err(|e| Status::internal(e.to_string()))?;
+    if response.len() > wire::MAX_EVIDENCE_LEN {
+        return Err(Status::internal(format!(
+            "evidence response is {} bytes, more than the {} the server accepts (certificate table too large?)",
+            response.len(),
+            wire::MAX_EVIDENCE_LEN
+        )));
+    }
+    tracing::info!(
+        source = %active.collector.describe(),
+        bytes = response.len(),
+        "answered attestation challenge with fresh evidence"
+    );
+    Ok(response)
+}
