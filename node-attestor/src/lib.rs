@@ -5,4 +5,7 @@
 //! (`twi-server-nodeattestor`) verifies that evidence to the vendor's roots with `twi-core`, applies
 //! policy, and tells SPIRE the agent's ID and selectors. [`wire`] holds what both halves share.
 
+pub mod agent;
+pub mod server;
+pub mod status;
 pub mod wire;

@@ -246,6 +246,16 @@ mod b64_opt {
     }
 }
 
+/// Fuzzing entry point: decodes `data` as every message an untrusted peer can send. Never panics.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let _ = Hello::decode(data);
+    let _ = Challenge::decode(data);
+    if let Ok(r) = EvidenceResponse::decode(data) {
+        let _ = key_proof_message(&[0; MIN_NONCE_LEN], &r.evidence);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -312,12 +322,3 @@ mod tests {
     }
 }
 
-/// Fuzzing entry point: decodes `data` as every message an untrusted peer can send. Never panics.
-#[doc(hidden)]
-pub fn fuzz_decode(data: &[u8]) {
-    let _ = Hello::decode(data);
-    let _ = Challenge::decode(data);
-    if let Ok(r) = EvidenceResponse::decode(data) {
-        let _ = key_proof_message(&[0; MIN_NONCE_LEN], &r.evidence);
-    }
-}

@@ -1,0 +1,464 @@
+//! The server half: `spire.plugin.server.nodeattestor.v1.NodeAttestor` for SPIRE server.
+//!
+//! `Attest` is one straight line, like SPIRE's x509pop: receive the payload ([`crate::wire::Hello`]) →
+//! configuration (FailedPrecondition before Configure) → decode (InvalidArgument) → send a fresh random
+//! nonce → receive the [`crate::wire::EvidenceResponse`] → check the instance key's proof of possession →
+//! parse the report → resolve its certificate chain (evidence, `cert_dir`, KDS) → verify to a pinned root
+//! at `now` → REPORT_DATA must bind this nonce and this instance key → appraise → agent ID and selectors.
+//! Every failure maps to one status code ([`crate::status::to_status`] for verifier errors), is logged
+//! at warn with its category, and produces an "attestation result" record.
+//!
+//! What it does not do: TOFU / replay bookkeeping across attestations (the nonce is per stream and
+//! REPORT_ID is stable per VM, so re-attestation of the same VM is allowed and yields the same agent ID);
+//! TDX; checking that `plugin_name` equals the HCL block name (SPIRE does not tell plugins their name).
+
+mod certs;
+pub mod config;
+mod kds;
+mod record;
+pub mod selectors;
+mod verifier;
+
+use std::sync::Arc;
+
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{Signature, VerifyingKey};
+use p256::pkcs8::DecodePublicKey;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use twi_core::snp::{appraise, check_report_data, AttestationReport, VerifiedSnp};
+use twi_core::ErrorClass;
+use twi_plugin::proto::server_nodeattestor::attest_request::Request as In;
+use twi_plugin::proto::server_nodeattestor::attest_response::Response as Out;
+use twi_plugin::proto::server_nodeattestor::node_attestor_server::NodeAttestor;
+use twi_plugin::proto::server_nodeattestor::{AgentAttributes, AttestRequest, AttestResponse};
+use twi_plugin::{ConfigHandler, ConfigSlot, CoreConfig};
+
+use crate::status::to_status;
+use crate::wire::{
+    self, Challenge, Evidence, EvidenceResponse, Hello, SnpEvidence, TeeKind, WireError,
+};
+use config::Configured;
+use record::{AttestationResult, Verdict};
+
+pub use config::{Config, KdsConfig, MinimumTcb, SnpConfig};
+
+/// The current time in Unix seconds; a parameter so tests can verify at a chosen instant.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// The server NodeAttestor plugin. Cloning shares the configuration slot.
+#[derive(Clone)]
+pub struct ServerNodeAttestor {
+    slot: ConfigSlot<Configured>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for ServerNodeAttestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerNodeAttestor")
+            .field("configured", &self.slot.is_set())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerNodeAttestor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why one attestation failed, before or around the verifier.
+#[derive(Debug, thiserror::Error)]
+enum AttestError {
+    /// A status from elsewhere (not configured; the host's stream broke).
+    #[error("{}", .0.message())]
+    Status(Status),
+    /// The host broke the stream protocol (wrong or missing message).
+    #[error("{0}")]
+    Stream(&'static str),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("instance key is not a P-256 SubjectPublicKeyInfo: {0}")]
+    InstanceKey(String),
+    #[error("key proof is not an ASN.1 DER ECDSA signature: {0}")]
+    KeyProofEncoding(String),
+    #[error("key proof does not verify with the instance key of the attestation payload")]
+    KeyProof,
+    #[error(transparent)]
+    Evidence(twi_core::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AttestError {
+    fn category(&self) -> &'static str {
+        match self {
+            AttestError::Status(s) if s.code() == tonic::Code::FailedPrecondition => {
+                "not-configured"
+            }
+            AttestError::Status(_) => "stream",
+            AttestError::Stream(_) | AttestError::Wire(_) => "malformed",
+            AttestError::InstanceKey(_) | AttestError::KeyProofEncoding(_) => "malformed",
+            AttestError::KeyProof => "key-proof",
+            AttestError::Evidence(e) => e.category(),
+            AttestError::Internal(_) => "internal",
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            AttestError::KeyProof => Verdict::Contraindicated,
+            AttestError::Evidence(e) if e.class() == ErrorClass::Refused => {
+                Verdict::Contraindicated
+            }
+            _ => Verdict::None,
+        }
+    }
+
+    fn to_status(&self) -> Status {
+        match self {
+            AttestError::Status(s) => s.clone(),
+            AttestError::Evidence(e) => to_status(e),
+            AttestError::KeyProof => {
+                Status::permission_denied(format!("snp evidence refused (key-proof): {self}"))
+            }
+            AttestError::Internal(_) => Status::internal(self.to_string()),
+            AttestError::Stream(_)
+            | AttestError::Wire(_)
+            | AttestError::InstanceKey(_)
+            | AttestError::KeyProofEncoding(_) => Status::invalid_argument(self.to_string()),
+        }
+    }
+}
+
+/// What an accepted attestation produced.
+struct Accepted {
+    verified: VerifiedSnp,
+    selectors: Vec<String>,
+}
+
+/// What is known about an attempt when it ends, for the logs.
+#[derive(Default)]
+struct Attempt {
+    cfg: Option<Arc<Configured>>,
+    evidence_sha256: Option<String>,
+}
+
+impl ServerNodeAttestor {
+    /// An unconfigured plugin on the system clock: Attest answers FailedPrecondition until Configure.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(system_clock))
+    }
+
+    /// As [`ServerNodeAttestor::new`] with another clock (certificate validity is checked at its `now`).
+    pub fn with_clock(clock: Clock) -> Self {
+        ServerNodeAttestor {
+            slot: ConfigSlot::new(),
+            clock,
+        }
+    }
+
+    async fn run(
+        &self,
+        inbound: &mut Streaming<AttestRequest>,
+        tx: &mpsc::Sender<Result<AttestResponse, Status>>,
+        attempt: &mut Attempt,
+    ) -> Result<Accepted, AttestError> {
+        let payload = recv(inbound, Want::Payload).await?;
+        let cfg = self.slot.get().map_err(AttestError::Status)?;
+        attempt.cfg = Some(Arc::clone(&cfg));
+        let hello = Hello::decode(&payload)?;
+        let instance_key = VerifyingKey::from_public_key_der(&hello.instance_key)
+            .map_err(|e| AttestError::InstanceKey(e.to_string()))?;
+
+        let mut nonce = vec![0u8; cfg.nonce_len];
+        OsRng.fill_bytes(&mut nonce);
+        let challenge = wire::encode(&Challenge {
+            v: wire::WIRE_VERSION,
+            nonce: nonce.clone(),
+        })?;
+        tx.send(Ok(AttestResponse {
+            response: Some(Out::Challenge(challenge)),
+        }))
+        .await
+        .map_err(|_| AttestError::Stream("the stream closed before the challenge was sent"))?;
+
+        let answer = EvidenceResponse::decode(&recv(inbound, Want::ChallengeResponse).await?)?;
+        let evidence: SnpEvidence = match (hello.tee, answer.evidence.clone()) {
+            (TeeKind::Snp, Evidence::Snp(e)) => e,
+        };
+        attempt.evidence_sha256 = Some(hex::encode(Sha256::digest(&evidence.report)));
+
+        let proof = Signature::from_der(&answer.key_proof)
+            .map_err(|e| AttestError::KeyProofEncoding(e.to_string()))?;
+        instance_key
+            .verify(&wire::key_proof_message(&nonce, &answer.evidence), &proof)
+            .map_err(|_| AttestError::KeyProof)?;
+
+        let now = (self.clock)();
+        let key_der = hello.instance_key;
+        tokio::task::spawn_blocking(move || verify_snp(&cfg, &evidence, &nonce, &key_der, now))
+            .await
+            .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
+            .map_err(AttestError::Evidence)
+    }
+
+    /// Turns the outcome into the final stream message, logging the decision and the result record.
+    fn conclude(
+        &self,
+        result: Result<Accepted, AttestError>,
+        attempt: &Attempt,
+        peer: &str,
+    ) -> Result<AttestResponse, Status> {
+        let policy_digest = attempt.cfg.as_ref().map(|c| c.policy_digest.as_str());
+        let evidence_sha256 = attempt.evidence_sha256.as_deref();
+        match (result, &attempt.cfg) {
+            (Ok(accepted), Some(cfg)) => {
+                let v = &accepted.verified;
+                let agent_id = agent_id(cfg, v);
+                tracing::info!(
+                    agent_id = %agent_id,
+                    tee = "snp",
+                    product = %v.product(),
+                    measurement = %hex::encode(v.report().measurement()),
+                    simulated = v.simulated(),
+                    peer,
+                    "node attested"
+                );
+                AttestationResult {
+                    verdict: Verdict::Affirming,
+                    tee: "snp",
+                    category: "ok",
+                    policy_digest,
+                    evidence_sha256,
+                }
+                .log();
+                Ok(AttestResponse {
+                    response: Some(Out::AgentAttributes(AgentAttributes {
+                        spiffe_id: agent_id,
+                        selector_values: accepted.selectors,
+                        can_reattest: cfg.can_reattest,
+                    })),
+                })
+            }
+            (Ok(_), None) => Err(Status::internal("accepted without a configuration")),
+            (Err(e), _) => {
+                let status = e.to_status();
+                tracing::warn!(
+                    category = e.category(),
+                    code = ?status.code(),
+                    reason = status.message(),
+                    peer,
+                    "node attestation refused"
+                );
+                AttestationResult {
+                    verdict: e.verdict(),
+                    tee: "snp",
+                    category: e.category(),
+                    policy_digest,
+                    evidence_sha256,
+                }
+                .log();
+                Err(status)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Payload,
+    ChallengeResponse,
+}
+
+/// Receives the next message, which must be `want` and not empty.
+async fn recv(inbound: &mut Streaming<AttestRequest>, want: Want) -> Result<Vec<u8>, AttestError> {
+    let msg = inbound.message().await.map_err(AttestError::Status)?;
+    let bytes = match (want, msg.and_then(|m| m.request)) {
+        (Want::Payload, Some(In::Payload(p))) => p,
+        (Want::ChallengeResponse, Some(In::ChallengeResponse(r))) => r,
+        (Want::Payload, None) => {
+            return Err(AttestError::Stream(
+                "stream ended before the attestation payload",
+            ))
+        }
+        (Want::ChallengeResponse, None) => {
+            return Err(AttestError::Stream(
+                "stream ended before the challenge response",
+            ))
+        }
+        (Want::Payload, Some(_)) => {
+            return Err(AttestError::Stream(
+                "first message is not the attestation payload",
+            ))
+        }
+        (Want::ChallengeResponse, Some(_)) => {
+            return Err(AttestError::Stream("expected a challenge response"))
+        }
+    };
+    if bytes.is_empty() {
+        return Err(AttestError::Stream("empty message"));
+    }
+    Ok(bytes)
+}
+
+/// `spiffe://<td>/spire/agent/<plugin_name>/<snp|sim-snp>/<REPORT_ID hex>`: REPORT_ID is signed and
+/// unique per guest launch, so two VMs never share an ID and re-attestation keeps it.
+fn agent_id(cfg: &Configured, v: &VerifiedSnp) -> String {
+    let tee = if v.simulated() { "sim-snp" } else { "snp" };
+    format!(
+        "spiffe://{}/spire/agent/{}/{tee}/{}",
+        cfg.trust_domain,
+        cfg.plugin_name,
+        hex::encode(v.report().report_id())
+    )
+}
+
+/// The blocking part: parse, resolve the chain, verify, bind, appraise.
+fn verify_snp(
+    cfg: &Configured,
+    ev: &SnpEvidence,
+    nonce: &[u8],
+    instance_key_der: &[u8],
+    now: i64,
+) -> Result<Accepted, twi_core::Error> {
+    let report = AttestationReport::parse(&ev.report)?;
+    let resolved = cfg.certs.resolve(&report, ev.cert_table.as_deref())?;
+    tracing::debug!(sources = ?resolved.sources, "certificate chain resolved");
+    let product = report
+        .cpuid()
+        .and_then(|(family, model, _)| twi_core::snp::Product::from_cpuid(family, model));
+    if let (Some(kds), Some(product)) = (cfg.certs.kds(), product) {
+        if !cfg.verifier.has_product(product) {
+            refresh_crl(cfg, kds, product, now);
+        }
+    }
+    let verified = match cfg.verifier().verify(&report, &resolved.chain, now) {
+        Err(twi_core::Error::CrlExpired { .. })
+            if cfg.certs.kds().is_some() && product.is_some() =>
+        {
+            if let (Some(kds), Some(product)) = (cfg.certs.kds(), product) {
+                refresh_crl(cfg, kds, product, now);
+            }
+            cfg.verifier().verify(&report, &resolved.chain, now)
+        }
+        other => other,
+    }?;
+    check_report_data(&report, &wire::report_data(nonce, instance_key_der))?;
+    let appraisal = appraise(&verified, &cfg.policy)?;
+    Ok(Accepted {
+        selectors: selectors::snp_selectors(&appraisal.claims),
+        verified,
+    })
+}
+
+/// Fetches `product`'s CRL from KDS (rate-limited) and swaps in a verifier that uses it. Failures are
+/// logged: without a CRL the chain is checked as if none were configured, as without KDS.
+fn refresh_crl(cfg: &Configured, kds: &kds::Kds, product: twi_core::snp::Product, now: i64) {
+    if !cfg.verifier.may_fetch_crl(product, now) {
+        return;
+    }
+    match kds.fetch_crl(product) {
+        Ok(der) => match cfg.verifier.replace_product_crl(product, der) {
+            Ok(()) => tracing::info!(%product, "KDS: CRL loaded"),
+            Err(e) => tracing::warn!(%product, error = %e, "KDS: CRL refused"),
+        },
+        Err(e) => tracing::warn!(%product, error = %e, "KDS: CRL fetch failed"),
+    }
+}
+
+fn log_configured(cfg: &Configured) {
+    for (path, fingerprint) in &cfg.simulated_roots {
+        tracing::warn!(
+            path = %path.display(),
+            sha256 = %fingerprint,
+            "SIMULATED TEE roots trusted: evidence chaining to this root proves nothing about any hardware \
+             (its agents get sim-snp IDs and simulated: selectors); never use in production"
+        );
+    }
+    let anchors = cfg.verifier().anchors().describe();
+    tracing::info!(
+        trust_domain = %cfg.trust_domain,
+        plugin_name = %cfg.plugin_name,
+        nonce_len = cfg.nonce_len,
+        can_reattest = cfg.can_reattest,
+        trust_anchors = anchors.len(),
+        kds = cfg.certs.kds().is_some(),
+        policy_digest = %cfg.policy_digest,
+        "configured"
+    );
+}
+
+#[tonic::async_trait]
+impl ConfigHandler for ServerNodeAttestor {
+    async fn configure(&self, core: CoreConfig, hcl: &str) -> Result<(), Status> {
+        let hcl = hcl.to_owned();
+        let built = tokio::task::spawn_blocking(move || config::build(&core, &hcl))
+            .await
+            .map_err(|e| Status::internal(format!("configuration task: {e}")))?;
+        match built {
+            Ok(cfg) => {
+                log_configured(&cfg);
+                self.slot.set(cfg);
+                Ok(())
+            }
+            Err(errors) => Err(Status::invalid_argument(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
+    }
+
+    async fn validate(&self, core: CoreConfig, hcl: &str) -> Result<Vec<String>, Status> {
+        let hcl = hcl.to_owned();
+        let built = tokio::task::spawn_blocking(move || config::build(&core, &hcl))
+            .await
+            .map_err(|e| Status::internal(format!("validation task: {e}")))?;
+        Ok(match built {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl NodeAttestor for ServerNodeAttestor {
+    type AttestStream = ReceiverStream<Result<AttestResponse, Status>>;
+
+    async fn attest(
+        &self,
+        request: Request<Streaming<AttestRequest>>,
+    ) -> Result<Response<Self::AttestStream>, Status> {
+        // Not authenticated: for logs only (SPIRE ≥ 1.15.2 sends it).
+        let peer = request
+            .metadata()
+            .get("x-forwarded-client-ip")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut attempt = Attempt::default();
+            let result = this.run(&mut inbound, &tx, &mut attempt).await;
+            let reply = this.conclude(result, &attempt, &peer);
+            // The host may have gone away; there is nobody left to tell.
+            let _ = tx.send(reply).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,52 @@
+//! The structured "attestation result" log record: one per Attest call, whatever the outcome.
+//!
+//! It carries what a relying party or auditor needs to tie a decision to its inputs without the inputs
+//! themselves: the verdict, the TEE, the reason category, the digest of the policy and trust anchors
+//! that applied, and the SHA-256 of the evidence (never the evidence or any key). Issue #4 turns this
+//! record into a signed EAR; the verdict words are EAR's trustworthiness tiers for that reason.
+
+/// EAR-style overall verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Verified and appraised: the agent was attested.
+    Affirming,
+    /// Verified evidence or its binding was refused (signature, chain, policy, nonce, key proof).
+    Contraindicated,
+    /// No claim could be made (malformed input, missing collateral, not configured, our fault).
+    None,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Affirming => "affirming",
+            Verdict::Contraindicated => "contraindicated",
+            Verdict::None => "none",
+        }
+    }
+}
+
+/// One attestation's result, logged at info with fixed field names.
+#[derive(Debug)]
+pub(crate) struct AttestationResult<'a> {
+    pub(crate) verdict: Verdict,
+    pub(crate) tee: &'a str,
+    /// `ok` on success, else the reason category (`nonce`, `policy-debug`, `key-proof`, …).
+    pub(crate) category: &'a str,
+    pub(crate) policy_digest: Option<&'a str>,
+    pub(crate) evidence_sha256: Option<&'a str>,
+}
+
+impl AttestationResult<'_> {
+    pub(crate) fn log(&self) {
+        tracing::info!(
+            record = "attestation-result",
+            verdict = self.verdict.as_str(),
+            tee = self.tee,
+            category = self.category,
+            policy_digest = self.policy_digest.unwrap_or("-"),
+            evidence_sha256 = self.evidence_sha256.unwrap_or("-"),
+            "attestation result"
+        );
+    }
+}
