@@ -19,11 +19,19 @@ const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testda
 
 fn fixtures() -> (tempfile::TempDir, Vec<Fixture>) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
-    let mut out = vec![Fixture::simulated_milan(&dir.path().join("sim"), now).expect("simulated Milan fixture")];
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let mut out =
+        vec![Fixture::simulated_milan(&dir.path().join("sim"), now)
+            .expect("simulated Milan fixture")];
     match Fixture::from_vector(Path::new(TESTDATA), &OAK_MILAN_V3).expect("real vector fixture") {
         Some(f) => out.push(f),
-        None => eprintln!("{TESTDATA} has no {}: measuring the simulated evidence only", OAK_MILAN_V3.report),
+        None => eprintln!(
+            "{TESTDATA} has no {}: measuring the simulated evidence only",
+            OAK_MILAN_V3.report
+        ),
     }
     (dir, out)
 }
@@ -33,7 +41,8 @@ fn snp_verify(c: &mut Criterion) {
     for f in &fixtures {
         let warm = f.warm_verifier().expect("warm verifier");
         let mut g = c.benchmark_group(format!("snp_verify/{}", f.name));
-        g.warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5));
+        g.warm_up_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(5));
         g.bench_function("raw_ecdsa", |b| b.iter(|| black_box(f.raw_ecdsa())));
         g.bench_function("warm", |b| b.iter(|| black_box(f.warm(&warm).is_ok())));
         g.bench_function("cold", |b| b.iter(|| black_box(f.cold().is_ok())));

@@ -23,7 +23,9 @@ use rsa::pkcs1::DecodeRsaPublicKey;
 use sha2::Sha384;
 use x509_cert::Certificate;
 
-use crate::snp::{appraise, Appraisal, AttestationReport, CertChain, SnpPolicy, TrustAnchors, Verifier};
+use crate::snp::{
+    appraise, Appraisal, AttestationReport, CertChain, SnpPolicy, TrustAnchors, Verifier,
+};
 use crate::Error;
 
 /// AMD's RSA-PSS salt length (SHA-384 digest length).
@@ -34,7 +36,11 @@ const PSS_SALT_LEN: usize = 48;
 pub const OAK_MILAN_V3: VectorCase = VectorCase {
     name: "oak-milan-v3",
     report: "snp/oak-milan-v3/report.bin",
-    certs: &["snp/oak-milan-v3/vcek.der", "vendor-roots/amd/milan/ask.pem", "vendor-roots/amd/milan/ark.pem"],
+    certs: &[
+        "snp/oak-milan-v3/vcek.der",
+        "vendor-roots/amd/milan/ask.pem",
+        "vendor-roots/amd/milan/ark.pem",
+    ],
     as_of: "2025-01-16T00:00:00Z",
 };
 
@@ -100,7 +106,10 @@ pub struct Fixture {
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fixture").field("name", &self.name).field("now", &self.now).finish_non_exhaustive()
+        f.debug_struct("Fixture")
+            .field("name", &self.name)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,15 +126,32 @@ impl Fixture {
         anchors: TrustAnchors,
         now: i64,
     ) -> Result<Fixture, BenchError> {
-        let verify_err = |source| BenchError::Verify { name: name.to_owned(), source };
+        let verify_err = |source| BenchError::Verify {
+            name: name.to_owned(),
+            source,
+        };
         let report = AttestationReport::parse(report).map_err(verify_err)?;
-        let floor = Floor::new(&report, &chain).map_err(|detail| BenchError::Floor { name: name.to_owned(), detail })?;
-        let fixture = Fixture { name: name.to_owned(), report, chain, anchors, now, policy: SnpPolicy::default(), floor };
+        let floor = Floor::new(&report, &chain).map_err(|detail| BenchError::Floor {
+            name: name.to_owned(),
+            detail,
+        })?;
+        let fixture = Fixture {
+            name: name.to_owned(),
+            report,
+            chain,
+            anchors,
+            now,
+            policy: SnpPolicy::default(),
+            floor,
+        };
         fixture.cold().map_err(verify_err)?;
         let warm = fixture.warm_verifier().map_err(verify_err)?;
         fixture.warm(&warm).map_err(verify_err)?;
         if !fixture.raw_ecdsa() || !fixture.raw_chain() {
-            return Err(BenchError::Floor { name: name.to_owned(), detail: "a raw signature does not verify".into() });
+            return Err(BenchError::Floor {
+                name: name.to_owned(),
+                detail: "a raw signature does not verify".into(),
+            });
         }
         Ok(fixture)
     }
@@ -139,18 +165,30 @@ impl Fixture {
         if !report_path.is_file() {
             return Ok(None);
         }
-        let read = |p: &Path| std::fs::read(p).map_err(|source| BenchError::Io { path: p.to_path_buf(), source });
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| BenchError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
         let report = read(&report_path)?;
         let mut chain = CertChain::default();
         for cert in case.certs {
             let bytes = read(&testdata.join(cert))?;
             chain
                 .add_pem_or_der(&bytes)
-                .map_err(|source| BenchError::Verify { name: case.name.to_owned(), source })?;
+                .map_err(|source| BenchError::Verify {
+                    name: case.name.to_owned(),
+                    source,
+                })?;
         }
-        let now = time::OffsetDateTime::parse(case.as_of, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| BenchError::Floor { name: case.name.to_owned(), detail: format!("as_of: {e}") })?
-            .unix_timestamp();
+        let now =
+            time::OffsetDateTime::parse(case.as_of, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| BenchError::Floor {
+                    name: case.name.to_owned(),
+                    detail: format!("as_of: {e}"),
+                })?
+                .unix_timestamp();
         Fixture::new(case.name, &report, chain, TrustAnchors::amd(), now).map(Some)
     }
 
@@ -163,12 +201,24 @@ impl Fixture {
     pub fn simulated_milan(dir: &Path, now_unix_secs: u64) -> Result<Fixture, BenchError> {
         use crate::sim::{self, GuestParams, InitOptions, SimSnpDevice};
         let name = "sim-milan";
-        let layout = sim::init(dir, &InitOptions { force: true, ..InitOptions::new(now_unix_secs) })?;
+        let layout = sim::init(
+            dir,
+            &InitOptions {
+                force: true,
+                ..InitOptions::new(now_unix_secs)
+            },
+        )?;
         let device = SimSnpDevice::open(dir)?;
         let evidence = device.report(&[0x5a; 64], &GuestParams::default())?;
-        let verify_err = |source| BenchError::Verify { name: name.to_owned(), source };
+        let verify_err = |source| BenchError::Verify {
+            name: name.to_owned(),
+            source,
+        };
         let chain = CertChain::from_cert_table(&evidence.cert_table).map_err(verify_err)?;
-        let ark = std::fs::read(&layout.ark_pem).map_err(|source| BenchError::Io { path: layout.ark_pem.clone(), source })?;
+        let ark = std::fs::read(&layout.ark_pem).map_err(|source| BenchError::Io {
+            path: layout.ark_pem.clone(),
+            source,
+        })?;
         let mut anchors = TrustAnchors::amd();
         anchors.add_root_pem(&ark, true).map_err(verify_err)?;
         let now = i64::try_from(now_unix_secs).unwrap_or(i64::MAX);
@@ -177,7 +227,10 @@ impl Fixture {
 
     /// (a) The report's ECDSA P-384 / SHA-384 signature alone, key and signature pre-parsed.
     pub fn raw_ecdsa(&self) -> bool {
-        self.floor.ecdsa_key.verify(self.report.signed_bytes(), &self.floor.ecdsa_sig).is_ok()
+        self.floor
+            .ecdsa_key
+            .verify(self.report.signed_bytes(), &self.floor.ecdsa_sig)
+            .is_ok()
     }
 
     /// (d) Every signature of the chain and the report, keys pre-parsed: three RSA-PSS and one ECDSA.
@@ -229,21 +282,48 @@ impl Floor {
         let ask = parse("ASK", chain.ask.as_ref())?;
         let ark = parse("ARK", chain.ark.as_ref())?;
 
-        let vek_key = vek.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
-        let ecdsa_key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_key).map_err(|e| format!("VEK key: {e}"))?;
+        let vek_key = vek
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        let ecdsa_key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek_key)
+            .map_err(|e| format!("VEK key: {e}"))?;
         let (r, s) = report.signature_scalars().map_err(|e| e.to_string())?;
-        let ecdsa_sig = p384::ecdsa::Signature::from_scalars(r, s).map_err(|e| format!("report signature: {e}"))?;
+        let ecdsa_sig = p384::ecdsa::Signature::from_scalars(r, s)
+            .map_err(|e| format!("report signature: {e}"))?;
 
-        let rsa_sig = |cert: &Certificate, issuer: &Certificate, what: &str| -> Result<RsaSig, String> {
-            let key_bits = issuer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
-            let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits).map_err(|e| format!("{what} issuer key: {e}"))?;
-            let tbs = cert.tbs_certificate.to_der().map_err(|e| format!("{what} TBS: {e}"))?;
-            let sig = rsa::pss::Signature::try_from(cert.signature.raw_bytes())
-                .map_err(|e| format!("{what} signature: {e}"))?;
-            Ok(RsaSig { key: rsa::pss::VerifyingKey::new_with_salt_len(key, PSS_SALT_LEN), tbs, sig })
-        };
-        let rsa = vec![rsa_sig(&ark, &ark, "ARK")?, rsa_sig(&ask, &ark, "ASK")?, rsa_sig(&vek, &ask, "VEK")?];
-        Ok(Floor { ecdsa_key, ecdsa_sig, rsa })
+        let rsa_sig =
+            |cert: &Certificate, issuer: &Certificate, what: &str| -> Result<RsaSig, String> {
+                let key_bits = issuer
+                    .tbs_certificate
+                    .subject_public_key_info
+                    .subject_public_key
+                    .raw_bytes();
+                let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits)
+                    .map_err(|e| format!("{what} issuer key: {e}"))?;
+                let tbs = cert
+                    .tbs_certificate
+                    .to_der()
+                    .map_err(|e| format!("{what} TBS: {e}"))?;
+                let sig = rsa::pss::Signature::try_from(cert.signature.raw_bytes())
+                    .map_err(|e| format!("{what} signature: {e}"))?;
+                Ok(RsaSig {
+                    key: rsa::pss::VerifyingKey::new_with_salt_len(key, PSS_SALT_LEN),
+                    tbs,
+                    sig,
+                })
+            };
+        let rsa = vec![
+            rsa_sig(&ark, &ark, "ARK")?,
+            rsa_sig(&ask, &ark, "ASK")?,
+            rsa_sig(&vek, &ask, "VEK")?,
+        ];
+        Ok(Floor {
+            ecdsa_key,
+            ecdsa_sig,
+            rsa,
+        })
     }
 }
 
@@ -272,10 +352,22 @@ pub fn sample<T>(warmup: usize, iterations: usize, mut f: impl FnMut() -> T) -> 
 
 /// Median, minimum and 90th percentile of samples (empty: all zero).
 pub fn stats(samples: &[Duration]) -> Stats {
-    let mut ns: Vec<u64> = samples.iter().map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).collect();
+    let mut ns: Vec<u64> = samples
+        .iter()
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .collect();
     ns.sort_unstable();
-    let at = |q: usize| ns.get((ns.len().saturating_sub(1)) * q / 100).copied().unwrap_or(0);
-    Stats { iterations: ns.len(), median_ns: at(50), min_ns: ns.first().copied().unwrap_or(0), p90_ns: at(90) }
+    let at = |q: usize| {
+        ns.get((ns.len().saturating_sub(1)) * q / 100)
+            .copied()
+            .unwrap_or(0)
+    };
+    Stats {
+        iterations: ns.len(),
+        median_ns: at(50),
+        min_ns: ns.first().copied().unwrap_or(0),
+        p90_ns: at(90),
+    }
 }
 
 #[cfg(test)]
@@ -287,7 +379,9 @@ mod tests {
 
     #[test]
     fn vector_fixture_verifies_and_floors_reject_tampering() {
-        let mut f = Fixture::from_vector(Path::new(TESTDATA), &OAK_MILAN_V3).unwrap().unwrap();
+        let mut f = Fixture::from_vector(Path::new(TESTDATA), &OAK_MILAN_V3)
+            .unwrap()
+            .unwrap();
         assert!(f.raw_ecdsa() && f.raw_chain());
         assert!(f.cold().is_ok());
         let v = f.warm_verifier().unwrap();
@@ -298,15 +392,23 @@ mod tests {
         assert!(!f.raw_chain());
         assert!(f.raw_ecdsa());
         let other = f.floor.ecdsa_sig;
-        f.floor.ecdsa_sig = p384::ecdsa::Signature::from_scalars(other.s().to_bytes(), other.r().to_bytes()).unwrap();
+        f.floor.ecdsa_sig =
+            p384::ecdsa::Signature::from_scalars(other.s().to_bytes(), other.r().to_bytes())
+                .unwrap();
         assert!(!f.raw_ecdsa());
     }
 
     #[test]
     fn stats_pick_order_statistics() {
-        let s: Vec<Duration> = [5u64, 1, 3, 2, 4].iter().map(|n| Duration::from_nanos(*n)).collect();
+        let s: Vec<Duration> = [5u64, 1, 3, 2, 4]
+            .iter()
+            .map(|n| Duration::from_nanos(*n))
+            .collect();
         let st = stats(&s);
-        assert_eq!((st.iterations, st.median_ns, st.min_ns, st.p90_ns), (5, 3, 1, 4));
+        assert_eq!(
+            (st.iterations, st.median_ns, st.min_ns, st.p90_ns),
+            (5, 3, 1, 4)
+        );
         assert_eq!(stats(&[]).median_ns, 0);
         assert_eq!(sample(1, 3, || 7).len(), 3);
     }

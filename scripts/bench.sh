@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# SNP verification cost on this machine, two ways over the same measured closures
+# (twi_core::bench_support) and the same inputs (a fresh simulated Milan root set, RSA-4096, and the real
+# vector oak-milan-v3 at its as_of):
+#   1. criterion: cargo bench -p twi-core --features sim --bench snp_verify
+#   2. twi bench: an in-binary median-of-N loop, release build, JSON
+# Writes target/bench/{criterion.txt,criterion.json,twi-bench.json,summary.md} and prints the summary,
+# with the ratios warm/raw-ECDSA (target <= 1.3) and cold/raw-chain (target <= 1.2). BENCHMARKS.md quotes it.
+# Usage: scripts/bench.sh [twi bench options, e.g. --iterations 500]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir=${CARGO_TARGET_DIR:-target}
+out="$target_dir/bench"
+mkdir -p "$out"
+
+echo "== criterion (cargo bench -p twi-core --features sim --bench snp_verify)" >&2
+cargo bench -p twi-core --features sim --bench snp_verify -- --noplot 2>&1 | tee "$out/criterion.txt" >&2
+
+echo "== twi bench (release)" >&2
+cargo run --release --quiet --bin twi -- bench --json "$@" > "$out/twi-bench.json"
+
+python3 - "$target_dir" "$out" <<'EOF'
+import json, os, sys, subprocess, datetime
+target_dir, out = sys.argv[1], sys.argv[2]
+
+# Criterion: every benchmark's new/benchmark.json names it; new/estimates.json has the median (ns).
+crit = {}
+root = os.path.join(target_dir, "criterion")
+for dirpath, _, files in os.walk(root):
+    if os.path.basename(dirpath) == "new" and "benchmark.json" in files and "estimates.json" in files:
+        b = json.load(open(os.path.join(dirpath, "benchmark.json")))
+        e = json.load(open(os.path.join(dirpath, "estimates.json")))
+        group = b.get("group_id", "")
+        if not group.startswith("snp_verify/"):
+            continue
+        crit.setdefault(group.split("/", 1)[1], {})[b.get("function_id")] = e["median"]["point_estimate"]
+json.dump(crit, open(os.path.join(out, "criterion.json"), "w"), indent=2)
+
+tb = json.load(open(os.path.join(out, "twi-bench.json")))
+lines = []
+m = tb["machine"]
+lines.append(f"Machine: {m['cpu_model']}, {m['nproc']} CPUs (nproc); date {tb['date']}")
+lines.append("")
+lines.append("| fixture | source | raw ECDSA | warm verify+appraise | cold verify+appraise | raw chain | warm/raw-ECDSA (<= 1.3) | cold/raw-chain (<= 1.2) |")
+lines.append("|---|---|---|---|---|---|---|---|")
+def us(ns): return f"{ns/1000:.1f} µs"
+def mark(r, t): return f"{r:.3f} {'met' if r <= t else 'MISSED'}"
+missed = []
+for f in tb["fixtures"]:
+    n = f["name"]
+    lines.append(f"| {n} | twi bench (median of {tb['iterations']}) | {us(f['raw_ecdsa']['median_ns'])} | {us(f['warm']['median_ns'])} | "
+                 f"{us(f['cold']['median_ns'])} | {us(f['raw_chain']['median_ns'])} | {mark(f['warm_over_raw_ecdsa'], 1.3)} | {mark(f['cold_over_raw_chain'], 1.2)} |")
+    if f['warm_over_raw_ecdsa'] > 1.3: missed.append(f"{n} warm (twi bench)")
+    if f['cold_over_raw_chain'] > 1.2: missed.append(f"{n} cold (twi bench)")
+    c = crit.get(n)
+    if c and all(k in c for k in ("raw_ecdsa", "warm", "cold", "raw_chain")):
+        w, k = c["warm"] / c["raw_ecdsa"], c["cold"] / c["raw_chain"]
+        lines.append(f"| {n} | criterion (median) | {us(c['raw_ecdsa'])} | {us(c['warm'])} | {us(c['cold'])} | {us(c['raw_chain'])} | {mark(w, 1.3)} | {mark(k, 1.2)} |")
+        if w > 1.3: missed.append(f"{n} warm (criterion)")
+        if k > 1.2: missed.append(f"{n} cold (criterion)")
+lines.append("")
+lines.append("Targets missed: " + (", ".join(missed) if missed else "none"))
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "summary.md"), "w").write(text)
+print(text)
+EOF
