@@ -44,6 +44,22 @@ impl fmt::Display for Violation {
 /// The policy field whose violation makes the category `policy-debug` (see [`Error::category`]).
 pub const DEBUG_POLICY_FIELD: &str = "policy.debug";
 
+/// The policy field of a refused TCB status (TDX). When the status is an out-of-date one
+/// ([`OUT_OF_DATE_TCB_STATUSES`]) the category is `tcb-out-of-date`, otherwise `policy`.
+pub const TCB_STATUS_FIELD: &str = "tcb_status";
+
+/// TCB statuses whose refusal is categorised `tcb-out-of-date`: the platform is missing security fixes.
+pub const OUT_OF_DATE_TCB_STATUSES: [&str; 5] = [
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+    "TDRelaunchAdvised",
+    "TDRelaunchAdvisedConfigurationNeeded",
+];
+
+/// The policy field of TD attributes other than DEBUG refused by a mask (category `td-attributes`).
+pub const TD_ATTRIBUTES_FIELD: &str = "td_attributes";
+
 /// Everything that can go wrong between receiving evidence and accepting it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,6 +132,46 @@ pub enum Error {
     /// Our own fault (a configuration or invariant problem), never the sender's.
     #[error("internal error: {detail}")]
     Internal { detail: String },
+
+    /// Signed collateral (TDX TCB info, QE identity, a PCK or root CRL) does not verify with its issuer.
+    #[error("{what} signature: {detail}")]
+    CollateralSignature { what: &'static str, detail: String },
+
+    /// Signed collateral is outside its issueDate..nextUpdate window at `now`: a fresh copy is needed.
+    #[error("{what} not current at {}: issued {}, next update {}", fmt_time(*now), fmt_time(*issue_date), fmt_time(*next_update))]
+    CollateralExpired {
+        what: &'static str,
+        issue_date: i64,
+        next_update: i64,
+        now: i64,
+    },
+
+    /// The collateral describes another platform, CA or TEE than the evidence (FMSPC, PCE-ID, TCB info
+    /// id/version, PCK CRL issuer, TDX module signer).
+    #[error("collateral does not match the evidence: {field}: collateral has {got}, evidence has {want}")]
+    CollateralMismatch {
+        field: &'static str,
+        got: String,
+        want: String,
+    },
+
+    /// The QE report does not bind the attestation key: REPORTDATA[0..32] differs from
+    /// SHA-256(attestation key || QE authentication data).
+    #[error("QE report does not bind the attestation key: REPORTDATA[0..32] is {got}, SHA-256(key || auth data) is {want}")]
+    QeBinding { got: String, want: String },
+
+    /// The quoting enclave is not the one Intel's QE identity describes (MRSIGNER, ISVPRODID,
+    /// MISCSELECT, ATTRIBUTES).
+    #[error("QE identity mismatch: {field}: QE report has {got}, QE identity wants {want}")]
+    QeIdentity {
+        field: &'static str,
+        got: String,
+        want: String,
+    },
+
+    /// No TCB level of the collateral matches the platform (Intel: TCB not supported).
+    #[error("no matching TCB level: {detail}")]
+    TcbUnsupported { detail: String },
 }
 
 fn join_violations(v: &[Violation]) -> String {
@@ -138,7 +194,7 @@ pub(crate) fn fmt_time(secs: i64) -> String {
 
 impl Error {
     /// The reason category, as named in `shared/testdata/manifest.toml` `[reasons]`
-    /// (plus `revoked`, `policy`, `missing-certificate` and `internal`).
+    /// (plus `revoked`, `policy`, `missing-certificate`, `qe-identity` and `internal`).
     pub fn category(&self) -> &'static str {
         match self {
             Error::Malformed { .. } => "malformed",
@@ -154,12 +210,25 @@ impl Error {
             Error::Policy { violations } => {
                 if violations.iter().any(|v| v.field == DEBUG_POLICY_FIELD) {
                     "policy-debug"
+                } else if violations.iter().any(|v| {
+                    v.field == TCB_STATUS_FIELD
+                        && OUT_OF_DATE_TCB_STATUSES.contains(&v.got.as_str())
+                }) {
+                    "tcb-out-of-date"
+                } else if violations.iter().any(|v| v.field == TD_ATTRIBUTES_FIELD) {
+                    "td-attributes"
                 } else {
                     "policy"
                 }
             }
             Error::Nonce { .. } => "nonce",
             Error::Internal { .. } => "internal",
+            Error::CollateralSignature { .. } => "collateral-signature",
+            Error::CollateralExpired { .. } => "collateral-expired",
+            Error::CollateralMismatch { .. } => "collateral-mismatch",
+            Error::QeBinding { .. } => "qe-binding",
+            Error::QeIdentity { .. } => "qe-identity",
+            Error::TcbUnsupported { .. } => "tcb-unsupported",
         }
     }
 
@@ -174,9 +243,17 @@ impl Error {
             | Error::CertValidity { .. }
             | Error::Revoked { .. }
             | Error::Policy { .. }
-            | Error::Nonce { .. } => ErrorClass::Refused,
-            Error::MissingCertificate { .. } | Error::CrlExpired { .. } => ErrorClass::Unavailable,
-            Error::CrlInvalid { .. } | Error::Internal { .. } => ErrorClass::Internal,
+            | Error::Nonce { .. }
+            | Error::CollateralMismatch { .. }
+            | Error::QeBinding { .. }
+            | Error::QeIdentity { .. }
+            | Error::TcbUnsupported { .. } => ErrorClass::Refused,
+            Error::MissingCertificate { .. }
+            | Error::CrlExpired { .. }
+            | Error::CollateralExpired { .. } => ErrorClass::Unavailable,
+            Error::CrlInvalid { .. }
+            | Error::Internal { .. }
+            | Error::CollateralSignature { .. } => ErrorClass::Internal,
         }
     }
 
