@@ -16,6 +16,7 @@ mod certs;
 mod device;
 mod error;
 mod init;
+pub mod tdx;
 #[cfg(test)]
 mod tests;
 
