@@ -15,9 +15,11 @@
 // Shared by `twi bench` and benches/snp_verify.rs; not part of the API.
 #[doc(hidden)]
 pub mod bench_support;
+pub mod ear;
 pub mod error;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod snp;
+pub mod tdx;
 
 pub use error::{Error, ErrorClass, Violation};
