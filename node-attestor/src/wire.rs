@@ -321,4 +321,3 @@ mod tests {
         assert_eq!(EvidenceResponse::decode(json.as_bytes()).unwrap(), r);
     }
 }
-

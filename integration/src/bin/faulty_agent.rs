@@ -34,7 +34,9 @@ impl Collector for Faulty {
         match self.fault {
             Fault::Tamper => {
                 let mut evidence = self.inner.collect(report_data)?;
-                let Evidence::Snp(snp) = &mut evidence else { return Ok(evidence) };
+                let Evidence::Snp(snp) = &mut evidence else {
+                    return Ok(evidence);
+                };
                 if let Some(b) = snp.report.get_mut(layout::MEASUREMENT) {
                     *b ^= 0x01;
                 }
@@ -60,5 +62,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    AgentPlugin::with_collector_wrapper(move |inner| Arc::new(Faulty { inner, fault }) as Arc<dyn Collector>).run()
+    AgentPlugin::with_collector_wrapper(move |inner| {
+        Arc::new(Faulty { inner, fault }) as Arc<dyn Collector>
+    })
+    .run()
 }
