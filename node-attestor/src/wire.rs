@@ -41,6 +41,8 @@ const KEY_PROOF_DOMAIN: &[u8] = b"twi-spire/node-attestation/key-proof/v1\0";
 pub enum TeeKind {
     /// AMD SEV-SNP (real or simulated: the server decides which by the root the chain ends at).
     Snp,
+    /// Intel TDX (real or simulated, likewise decided by the root the PCK chain ends at).
+    Tdx,
 }
 
 impl TeeKind {
@@ -48,6 +50,7 @@ impl TeeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TeeKind::Snp => "snp",
+            TeeKind::Tdx => "tdx",
         }
     }
 }
@@ -84,12 +87,23 @@ pub struct SnpEvidence {
     pub cert_table: Option<Vec<u8>>,
 }
 
+/// Intel TDX evidence as the guest obtained it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxEvidence {
+    /// The DCAP quote (v4 or v5), exactly as the quote generation service returned it. Its PCK chain is
+    /// inside (certification data type 5); the collateral is the server's.
+    #[serde(with = "b64")]
+    pub quote: Vec<u8>,
+}
+
 /// Evidence of one TEE kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "tee", rename_all = "lowercase", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Evidence {
     Snp(SnpEvidence),
+    Tdx(TdxEvidence),
 }
 
 /// Agent → server, the answer to a [`Challenge`].
@@ -206,6 +220,7 @@ pub fn report_data(nonce: &[u8], instance_key_spki: &[u8]) -> [u8; 64] {
 pub fn key_proof_message(nonce: &[u8], evidence: &Evidence) -> Vec<u8> {
     let evidence_digest = match evidence {
         Evidence::Snp(e) => Sha256::digest(&e.report),
+        Evidence::Tdx(e) => Sha256::digest(&e.quote),
     };
     let mut m = Vec::with_capacity(KEY_PROOF_DOMAIN.len() + 4 + nonce.len() + 32);
     m.extend_from_slice(KEY_PROOF_DOMAIN);

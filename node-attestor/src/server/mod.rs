@@ -196,6 +196,14 @@ impl ServerNodeAttestor {
         let answer = EvidenceResponse::decode(&recv(inbound, Want::ChallengeResponse).await?)?;
         let evidence: SnpEvidence = match (hello.tee, answer.evidence.clone()) {
             (TeeKind::Snp, Evidence::Snp(e)) => e,
+            (announced, got) => {
+                return Err(AttestError::Stream(match (announced, got) {
+                    (TeeKind::Tdx, Evidence::Tdx(_)) => {
+                        "TDX evidence is not accepted by this server yet (SEV-SNP only)"
+                    }
+                    _ => "the evidence is not of the TEE kind the attestation payload announced",
+                }))
+            }
         };
         attempt.evidence_sha256 = Some(hex::encode(Sha256::digest(&evidence.report)));
 

@@ -370,7 +370,9 @@ mod tests {
     fn collects_report_and_aux_and_cleans_up() {
         let (dir, kernel, tsm) = setup(FakeKernel::new(), Some(0));
         let rd = [0x5a; 64];
-        let Evidence::Snp(ev) = tsm.collect(&rd).unwrap();
+        let Evidence::Snp(ev) = tsm.collect(&rd).unwrap() else {
+            panic!("configfs-tsm SNP source returned non-SNP evidence")
+        };
         assert_eq!(
             &ev.report[layout::REPORT_DATA..layout::REPORT_DATA + 64],
             &rd
@@ -397,13 +399,17 @@ mod tests {
         let mut k = FakeKernel::new();
         k.aux = None;
         let (_d, _k, tsm) = setup(k, None);
-        let Evidence::Snp(ev) = tsm.collect(&[3; 64]).unwrap();
+        let Evidence::Snp(ev) = tsm.collect(&[3; 64]).unwrap() else {
+            panic!("configfs-tsm SNP source returned non-SNP evidence")
+        };
         assert_eq!(ev.cert_table, None);
 
         let mut k = FakeKernel::new();
         k.aux = Some(Vec::new());
         let (_d, _k, tsm) = setup(k, None);
-        let Evidence::Snp(ev) = tsm.collect(&[3; 64]).unwrap();
+        let Evidence::Snp(ev) = tsm.collect(&[3; 64]).unwrap() else {
+            panic!("configfs-tsm SNP source returned non-SNP evidence")
+        };
         assert_eq!(ev.cert_table, None);
     }
 
