@@ -106,9 +106,11 @@ fn sqlite_survives_kill_9() {
                 assert_eq!(r.meta, sample_meta(*i));
             }
         }
-        // Per kill, at most the one put in flight may have committed without being acknowledged.
+        // Every acknowledged put is there. Puts that committed but whose acknowledgement the kill cut off
+        // (still in the child's pipe or not yet written) may add rows; they are whole rows (checked above
+        // by history's digest check), never partial ones.
         assert!(
-            total >= acked.len() && total <= acked.len() + round + 1,
+            total >= acked.len(),
             "round {round}: {total} rows for {} acknowledgements",
             acked.len()
         );
