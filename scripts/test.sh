@@ -9,4 +9,4 @@ export SPIRE_BIN_DIR
 echo "using SPIRE from $SPIRE_BIN_DIR ($("$SPIRE_BIN_DIR/spire-server" --version 2>&1))"
 # Plugin binaries first: the end-to-end tests load them into SPIRE by path and checksum.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
