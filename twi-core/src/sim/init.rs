@@ -375,7 +375,7 @@ fn generate_rsa_pair(bits: usize) -> Result<(RsaPrivateKey, RsaPrivateKey), SimE
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), SimError> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<(), SimError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -392,7 +392,7 @@ fn create_private_dir(dir: &Path) -> Result<(), SimError> {
 
 /// Writes a whole file, replacing any old one; `secret` files are created with mode 0600 (the old file
 /// is removed first so that its permissions are not inherited).
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), SimError> {
+pub(super) fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), SimError> {
     let io = |op: &'static str| {
         move |source| SimError::Io {
             op,

@@ -2,13 +2,13 @@
 //! the PCK and attestation keys, the collateral a verifier needs (TCB info, QE identity, CRLs, issuer
 //! chains) in the file layout of `shared/testdata/tdx/*/collateral`, and `sim.json`.
 
+use crate::sim::init::{create_private_dir, write_file};
 use p256::ecdsa::SigningKey;
 use pkcs8::{EncodePrivateKey, LineEnding};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::certs::{self, PckPlatform, Window, PLATFORM_CA_CN, ROOT_CN};
@@ -496,49 +496,6 @@ impl Plan {
             collateral_window,
         })
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), SimError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|source| SimError::Io {
-        op: "create directory",
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Writes a whole file, replacing any old one; `secret` files are created with mode 0600 (the old file
-/// is removed first so that its permissions are not inherited).
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), SimError> {
-    let io = |op: &'static str| {
-        move |source| SimError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove")(e)),
-        _ => {}
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut file = options.open(path).map_err(io("create"))?;
-    file.write_all(contents).map_err(io("write"))?;
-    file.sync_all().map_err(io("sync"))
 }
 
 #[cfg(test)]
