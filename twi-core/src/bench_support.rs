@@ -12,12 +12,22 @@
 //!   self-signature, ASK, VCEK: RSA-PSS SHA-384; the report: ECDSA P-384), keys pre-parsed (rsa and
 //!   p384 crates directly).
 //!
+//! [`TdxFixture`] does the same for an Intel TDX quote with its collateral:
+//! * [`TdxFixture::raw_ecdsa`] — the floor: the two ECDSA P-256 verifications a quote needs (quote
+//!   signature by the attestation key, QE report signature by the PCK key), keys and signatures
+//!   pre-parsed (p256 crate directly); [`TdxFixture::raw_quote_ecdsa`] is the first of them alone;
+//! * [`TdxFixture::warm`] — `TdxVerifier::verify` with collateral, PCK chain and QE report cached, then
+//!   `tdx::appraise`;
+//! * [`TdxFixture::cold`] — a new `TdxVerifier` each time, then `tdx::appraise`;
+//! * the comparison with dcap-qvl is timed by the callers (dcap-qvl is not a dependency of this crate):
+//!   [`TdxFixture::dcap`] holds its inputs, made from the same files.
+//!
 //! Not part of the API: hidden from the docs, may change with the benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use der::{Decode, Encode};
+use der::{Decode, DecodePem, Encode};
 use p384::ecdsa::signature::Verifier as _;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use sha2::Sha384;
@@ -25,6 +35,9 @@ use x509_cert::Certificate;
 
 use crate::snp::{
     appraise, Appraisal, AttestationReport, CertChain, SnpPolicy, TrustAnchors, Verifier,
+};
+use crate::tdx::{
+    appraise as tdx_appraise, Collateral, IntelRoots, Quote, TdxAppraisal, TdxPolicy, TdxVerifier,
 };
 use crate::Error;
 
@@ -327,6 +340,332 @@ impl Floor {
     }
 }
 
+/// The real TDX vector measured besides the simulated quote: case `tdx-dq-b0c06f-v4` of
+/// `shared/testdata/manifest.toml` (paths relative to the testdata folder, and the case's `as_of`).
+pub const TDX_DQ_B0C06F_V4: TdxVectorCase = TdxVectorCase {
+    name: "tdx-dq-b0c06f-v4",
+    quote: "tdx/dq-b0c06f-v4/quote.bin",
+    collateral_dir: "tdx/dq-b0c06f-v4/collateral",
+    as_of: "2025-07-01T00:00:00Z",
+};
+
+/// A real TDX case: its quote, its collateral folder (the files of `tdx::COLLATERAL_FILES`) and when
+/// it verifies (against Intel's pinned root).
+#[derive(Clone, Copy, Debug)]
+pub struct TdxVectorCase {
+    pub name: &'static str,
+    pub quote: &'static str,
+    pub collateral_dir: &'static str,
+    pub as_of: &'static str,
+}
+
+/// dcap-qvl 0.7.1's inputs for the same quote and collateral: the fields of its `QuoteCollateralV3`,
+/// filled from the same files, so that a caller that depends on dcap-qvl builds it field by field.
+/// The TCB info and QE identity are split as dcap-qvl wants them: the signed inner object verbatim
+/// (exactly the bytes Intel signed) and the signature bytes.
+#[derive(Clone, Debug)]
+pub struct DcapInputs {
+    pub quote: Vec<u8>,
+    pub pck_crl_issuer_chain: String,
+    pub root_ca_crl: Vec<u8>,
+    pub pck_crl: Vec<u8>,
+    pub tcb_info_issuer_chain: String,
+    pub tcb_info: String,
+    pub tcb_info_signature: Vec<u8>,
+    pub qe_identity_issuer_chain: String,
+    pub qe_identity: String,
+    pub qe_identity_signature: Vec<u8>,
+    /// `None`: Intel's production root (dcap-qvl's built-in one, `dcap_qvl::verify::verify`);
+    /// `Some`: the simulated root's DER (`QuoteVerifier::new(root)`).
+    pub root_ca_der: Option<Vec<u8>>,
+    pub now_secs: u64,
+}
+
+/// Pre-parsed keys and signatures of the TDX floor.
+struct TdxFloor {
+    att_key: p256::ecdsa::VerifyingKey,
+    quote_sig: p256::ecdsa::Signature,
+    pck_key: p256::ecdsa::VerifyingKey,
+    qe_report_sig: p256::ecdsa::Signature,
+}
+
+/// A TDX quote that verifies and passes the baseline policy at `now`, with everything the measurements
+/// need.
+pub struct TdxFixture {
+    pub name: String,
+    pub quote: Quote,
+    pub collateral: Collateral,
+    pub roots: IntelRoots,
+    pub now: i64,
+    pub policy: TdxPolicy,
+    pub dcap: DcapInputs,
+    floor: TdxFloor,
+}
+
+impl std::fmt::Debug for TdxFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TdxFixture")
+            .field("name", &self.name)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signed inner object (verbatim) and the hex-decoded signature of a PCS v4 body.
+fn split_signed(body: &[u8], key: &str) -> Result<(String, Vec<u8>), String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("{key}: {e}"))?;
+    let map: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("{key}: {e}"))?;
+    let inner = map
+        .get(key)
+        .ok_or_else(|| format!("no {key} object"))?
+        .get()
+        .to_owned();
+    let sig: String = serde_json::from_str(
+        map.get("signature")
+            .ok_or_else(|| format!("{key}: no signature"))?
+            .get(),
+    )
+    .map_err(|e| format!("{key} signature: {e}"))?;
+    let sig = hex::decode(sig).map_err(|e| format!("{key} signature: {e}"))?;
+    Ok((inner, sig))
+}
+
+impl DcapInputs {
+    fn new(
+        quote: &[u8],
+        c: &Collateral,
+        root_ca_der: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<DcapInputs, String> {
+        let text = |what: &str, b: &[u8]| {
+            String::from_utf8(b.to_vec()).map_err(|e| format!("{what}: {e}"))
+        };
+        let (tcb_info, tcb_info_signature) = split_signed(&c.tcb_info, "tcbInfo")?;
+        let (qe_identity, qe_identity_signature) =
+            split_signed(&c.qe_identity, "enclaveIdentity")?;
+        Ok(DcapInputs {
+            quote: quote.to_vec(),
+            pck_crl_issuer_chain: text("PCK CRL issuer chain", &c.pck_crl_issuer_chain)?,
+            root_ca_crl: c.root_ca_crl.clone(),
+            pck_crl: c.pck_crl.clone(),
+            tcb_info_issuer_chain: text("TCB info issuer chain", &c.tcb_info_issuer_chain)?,
+            tcb_info,
+            tcb_info_signature,
+            qe_identity_issuer_chain: text(
+                "QE identity issuer chain",
+                &c.qe_identity_issuer_chain,
+            )?,
+            qe_identity,
+            qe_identity_signature,
+            root_ca_der,
+            now_secs: u64::try_from(now).map_err(|_| format!("now {now} before 1970"))?,
+        })
+    }
+}
+
+impl TdxFloor {
+    fn new(quote: &Quote) -> Result<TdxFloor, String> {
+        let mut sec1 = [0x04u8; 65];
+        if let Some(d) = sec1.get_mut(1..) {
+            d.copy_from_slice(quote.attestation_key());
+        }
+        let att_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+            .map_err(|e| format!("attestation key: {e}"))?;
+        let quote_sig = p256::ecdsa::Signature::from_slice(quote.signature())
+            .map_err(|e| format!("quote signature: {e}"))?;
+        // The leaf is the first PEM block (the chain may end in NUL padding, which the strict chain
+        // reader refuses).
+        const END: &[u8] = b"-----END CERTIFICATE-----";
+        let pem = quote.pck_chain_pem();
+        let end = pem
+            .windows(END.len())
+            .position(|w| w == END)
+            .ok_or("PCK chain has no certificate")?;
+        let leaf = pem.get(..end + END.len()).ok_or("PCK chain end")?;
+        let pck = Certificate::from_pem(leaf).map_err(|e| format!("PCK certificate: {e}"))?;
+        let pck_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
+            pck.tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes(),
+        )
+        .map_err(|e| format!("PCK key: {e}"))?;
+        let qe_report_sig = p256::ecdsa::Signature::from_slice(quote.qe_report_signature())
+            .map_err(|e| format!("QE report signature: {e}"))?;
+        Ok(TdxFloor {
+            att_key,
+            quote_sig,
+            pck_key,
+            qe_report_sig,
+        })
+    }
+}
+
+impl TdxFixture {
+    /// Builds a fixture and checks once, cold and warm, that the quote verifies and passes the baseline
+    /// policy, and that the floor's signatures verify.
+    ///
+    /// # Errors
+    /// [`BenchError::Verify`] when the quote does not verify or pass; [`BenchError::Floor`] when the
+    /// keys, signatures or dcap-qvl inputs cannot be extracted.
+    pub fn new(
+        name: &str,
+        quote_bytes: &[u8],
+        collateral: Collateral,
+        roots: IntelRoots,
+        root_ca_der_for_dcap: Option<Vec<u8>>,
+        now: i64,
+    ) -> Result<TdxFixture, BenchError> {
+        let verify_err = |source| BenchError::Verify {
+            name: name.to_owned(),
+            source,
+        };
+        let floor_err = |detail| BenchError::Floor {
+            name: name.to_owned(),
+            detail,
+        };
+        let quote = Quote::parse(quote_bytes).map_err(verify_err)?;
+        let floor = TdxFloor::new(&quote).map_err(floor_err)?;
+        let dcap = DcapInputs::new(quote_bytes, &collateral, root_ca_der_for_dcap, now)
+            .map_err(floor_err)?;
+        let fixture = TdxFixture {
+            name: name.to_owned(),
+            quote,
+            collateral,
+            roots,
+            now,
+            policy: TdxPolicy::default(),
+            dcap,
+            floor,
+        };
+        fixture.cold().map_err(verify_err)?;
+        let warm = fixture.warm_verifier().map_err(verify_err)?;
+        fixture.warm(&warm).map_err(verify_err)?;
+        if !fixture.raw_ecdsa() {
+            return Err(floor_err("a raw signature does not verify".into()));
+        }
+        Ok(fixture)
+    }
+
+    /// A real vector from the testdata folder; `Ok(None)` when the folder does not have its quote.
+    ///
+    /// # Errors
+    /// As [`TdxFixture::new`], and I/O errors other than a missing quote.
+    pub fn from_vector(
+        testdata: &Path,
+        case: &TdxVectorCase,
+    ) -> Result<Option<TdxFixture>, BenchError> {
+        let quote_path = testdata.join(case.quote);
+        if !quote_path.is_file() {
+            return Ok(None);
+        }
+        let quote = std::fs::read(&quote_path).map_err(|source| BenchError::Io {
+            path: quote_path.clone(),
+            source,
+        })?;
+        let collateral = Collateral::from_dir(testdata.join(case.collateral_dir)).map_err(
+            |source| BenchError::Verify {
+                name: case.name.to_owned(),
+                source,
+            },
+        )?;
+        let now =
+            time::OffsetDateTime::parse(case.as_of, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| BenchError::Floor {
+                    name: case.name.to_owned(),
+                    detail: format!("as_of: {e}"),
+                })?
+                .unix_timestamp();
+        TdxFixture::new(case.name, &quote, collateral, IntelRoots::intel(), None, now).map(Some)
+    }
+
+    /// A fresh simulated Intel root set in `dir` (P-256, as Intel's), one quote from its device, its
+    /// collateral, and roots as a server configured with the simulated root has them (Intel's plus the
+    /// simulated root, marked simulated).
+    ///
+    /// # Errors
+    /// Root set creation, device and verification failures.
+    #[cfg(feature = "sim")]
+    pub fn simulated(dir: &Path, now_unix_secs: u64) -> Result<TdxFixture, BenchError> {
+        use crate::sim::tdx::{init, SimTdxDevice, TdParams, TdxInitOptions};
+        let name = "sim-tdx";
+        let layout = init(
+            dir,
+            &TdxInitOptions {
+                force: true,
+                ..TdxInitOptions::new(now_unix_secs)
+            },
+        )?;
+        let device = SimTdxDevice::open(dir)?;
+        let quote = device.quote(&[0x5a; 64], &TdParams::default())?;
+        let verify_err = |source| BenchError::Verify {
+            name: name.to_owned(),
+            source,
+        };
+        let collateral = Collateral::from_dir(&layout.collateral_dir).map_err(verify_err)?;
+        let root = std::fs::read(&layout.root_der).map_err(|source| BenchError::Io {
+            path: layout.root_der.clone(),
+            source,
+        })?;
+        let mut roots = IntelRoots::intel();
+        roots.add_root_der(&root, true).map_err(verify_err)?;
+        let now = i64::try_from(now_unix_secs).unwrap_or(i64::MAX);
+        TdxFixture::new(name, &quote, collateral, roots, Some(root), now)
+    }
+
+    /// (a) The floor: both P-256 signatures of the quote (quote by the attestation key, QE report by
+    /// the PCK key), keys and signatures pre-parsed.
+    pub fn raw_ecdsa(&self) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        let qe_ok = self
+            .floor
+            .pck_key
+            .verify(self.quote.qe_report_bytes(), &self.floor.qe_report_sig)
+            .is_ok();
+        self.raw_quote_ecdsa() && qe_ok
+    }
+
+    /// The quote signature alone (the one P-256 verification the warm path still does: the QE report
+    /// signature is cached).
+    pub fn raw_quote_ecdsa(&self) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        self.floor
+            .att_key
+            .verify(self.quote.signed_bytes(), &self.floor.quote_sig)
+            .is_ok()
+    }
+
+    /// A verifier whose caches already hold this fixture's collateral, PCK chain and QE report.
+    ///
+    /// # Errors
+    /// The verification error, if any (not for a fixture built by [`TdxFixture::new`]).
+    pub fn warm_verifier(&self) -> Result<TdxVerifier, Error> {
+        let v = TdxVerifier::new(self.roots.clone());
+        v.verify(&self.quote, &self.collateral, self.now)?;
+        Ok(v)
+    }
+
+    /// (b) Warm verification plus appraisal under the baseline policy.
+    ///
+    /// # Errors
+    /// The verification or appraisal error, if any.
+    pub fn warm(&self, verifier: &TdxVerifier) -> Result<TdxAppraisal, Error> {
+        let v = verifier.verify(&self.quote, &self.collateral, self.now)?;
+        tdx_appraise(&v, &self.policy)
+    }
+
+    /// (c) Cold verification (a new verifier: collateral, PCK chain and QE report all verified) plus
+    /// appraisal.
+    ///
+    /// # Errors
+    /// The verification or appraisal error, if any.
+    pub fn cold(&self) -> Result<TdxAppraisal, Error> {
+        let v = TdxVerifier::new(self.roots.clone()).verify(&self.quote, &self.collateral, self.now)?;
+        tdx_appraise(&v, &self.policy)
+    }
+}
+
 /// Timing summary of one measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
@@ -396,6 +735,58 @@ mod tests {
             p384::ecdsa::Signature::from_scalars(other.s().to_bytes(), other.r().to_bytes())
                 .unwrap();
         assert!(!f.raw_ecdsa());
+    }
+
+    #[test]
+    fn tdx_vector_fixture_verifies_and_floors_reject_tampering() {
+        let mut f = TdxFixture::from_vector(Path::new(TESTDATA), &TDX_DQ_B0C06F_V4)
+            .unwrap()
+            .unwrap();
+        assert!(f.raw_ecdsa() && f.raw_quote_ecdsa());
+        assert!(f.cold().is_ok());
+        let v = f.warm_verifier().unwrap();
+        assert_eq!(v.cached(), (1, 1, 1));
+        assert!(f.warm(&v).is_ok());
+        // dcap-qvl's inputs: the signed objects verbatim from the files, at the case's as_of.
+        let tcb = std::str::from_utf8(&f.collateral.tcb_info).unwrap();
+        assert!(f.dcap.tcb_info.starts_with('{') && tcb.contains(&f.dcap.tcb_info));
+        assert_ne!(f.dcap.tcb_info, tcb);
+        let qe = std::str::from_utf8(&f.collateral.qe_identity).unwrap();
+        assert!(qe.contains(&f.dcap.qe_identity));
+        assert_eq!(
+            (
+                f.dcap.tcb_info_signature.len(),
+                f.dcap.qe_identity_signature.len()
+            ),
+            (64, 64)
+        );
+        assert_eq!(f.dcap.now_secs, 1_751_328_000);
+        assert!(f.dcap.root_ca_der.is_none());
+        // The floor really verifies both signatures: a bad QE report signature fails it, not the
+        // quote signature alone.
+        let s = f.floor.qe_report_sig;
+        f.floor.qe_report_sig =
+            p256::ecdsa::Signature::from_scalars(s.s().to_bytes(), s.r().to_bytes()).unwrap();
+        assert!(!f.raw_ecdsa());
+        assert!(f.raw_quote_ecdsa());
+        let s = f.floor.quote_sig;
+        f.floor.quote_sig =
+            p256::ecdsa::Signature::from_scalars(s.s().to_bytes(), s.r().to_bytes()).unwrap();
+        assert!(!f.raw_quote_ecdsa());
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn simulated_tdx_fixture_verifies_with_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_751_328_000;
+        let f = TdxFixture::simulated(dir.path(), now).unwrap();
+        assert!(f.raw_ecdsa());
+        assert_eq!(f.dcap.now_secs, now);
+        assert!(f.dcap.root_ca_der.is_some());
+        // Intel's roots alone do not verify it.
+        let other = TdxVerifier::new(IntelRoots::intel());
+        assert!(other.verify(&f.quote, &f.collateral, f.now).is_err());
     }
 
     #[test]

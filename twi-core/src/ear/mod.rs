@@ -20,6 +20,7 @@ mod claims;
 mod jws;
 mod key;
 mod snp;
+mod tdx;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ pub use claims::{
 pub use jws::{sign, verify, MAX_CLOCK_SKEW_SECS, MAX_JWS_LEN, TYP};
 pub use key::{Jwk, Jwks, KeyOrigin, VerifierKey, ALG};
 pub use snp::{from_snp, EarIssuer, Refusal, SnpOutcome, DEFAULT_VALIDITY_SECS, SNP_SUBMOD};
+pub use tdx::{from_tdx, TdxOutcome, TDX_SUBMOD};
 
 /// Everything that can go wrong issuing or checking an EAR. Never carries key material.
 #[derive(Debug, thiserror::Error)]

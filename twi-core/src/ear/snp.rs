@@ -57,6 +57,11 @@ impl EarIssuer {
     pub fn verifier_id(&self) -> &VerifierId {
         &self.verifier_id
     }
+
+    /// Seconds from `iat` to `exp` of every EAR this issuer builds.
+    pub fn validity_secs(&self) -> u32 {
+        self.validity_secs
+    }
 }
 
 /// Why an attestation was refused before an EAR could be built from verified evidence.
