@@ -25,8 +25,14 @@ fn verdict(class: ErrorClass) -> &'static str {
 /// Malformed → `InvalidArgument`, refused → `PermissionDenied`, unavailable → `Unavailable`, internal (and
 /// any class added later) → `Internal`: an unknown class must never become a softer code.
 pub fn to_status(e: &twi_core::Error) -> Status {
+    to_status_for("snp", e)
+}
+
+/// As [`to_status`] for evidence of TEE `tee` (`snp`, `tdx`): the message starts `<tee> evidence …`, so
+/// the agent operator sees which verifier refused it.
+pub fn to_status_for(tee: &str, e: &twi_core::Error) -> Status {
     let class = e.class();
-    let message = format!("snp evidence {} ({}): {e}", verdict(class), e.category());
+    let message = format!("{tee} evidence {} ({}): {e}", verdict(class), e.category());
     match class {
         ErrorClass::Malformed => Status::invalid_argument(message),
         ErrorClass::Refused => Status::permission_denied(message),
@@ -92,6 +98,13 @@ mod tests {
                 st.message().contains(text),
                 "{:?} lacks {text:?}",
                 st.message()
+            );
+            let tdx = to_status_for("tdx", &err);
+            assert_eq!(tdx.code(), code);
+            assert!(
+                tdx.message().starts_with("tdx evidence "),
+                "{}",
+                tdx.message()
             );
         }
     }

@@ -15,8 +15,23 @@
 //!   report_version = 5
 //!   vmpl = 0
 //! }
+//! tdx {                                              # Intel TDX
+//!   source = "auto"                                  # auto | configfs-tsm | simulated
+//!   configfs_tsm_path = "/sys/kernel/config/tsm/report"
+//!   tdx_guest_device = "/dev/tdx_guest"              # only to explain a TDREPORT-only guest
+//! }
+//! simulated_tdx {                                    # required iff tdx.source = "simulated"
+//!   dir = "/var/lib/twi/sim-tdx"
+//!   td_attributes = "0x10000000"
+//!   xfam = "0x602e7"
+//!   mrtd = "<96 hex>"  # also mrconfigid, mrowner, mrownerconfig, rtmr0..rtmr3
+//! }
+//! tee = "auto"                                       # auto | snp | tdx
 //! instance_key_path = "/var/lib/spire/agent/twi-instance-key.pem"   # optional
 //! ```
+//!
+//! Which TEE: `tee` when set; otherwise the one whose block is the only one present (or whose source is
+//! `simulated`); otherwise (both blocks or neither) detected at Configure from the hardware interfaces.
 //!
 //! [`build`] serves both Configure and Validate (as SPIRE's `pluginconf.Build`): it only parses and checks
 //! values, touching no device and creating no file. Every error names its key.
@@ -24,6 +39,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use twi_core::sim::tdx::TdParams;
 use twi_core::sim::{default_measurement, GuestParams};
 use twi_core::snp::layout::{self, policy_bits};
 use twi_plugin::{from_hcl, ConfigError, CoreConfig};
@@ -32,6 +48,58 @@ use twi_plugin::{from_hcl, ConfigError, CoreConfig};
 pub const DEFAULT_CONFIGFS_TSM_PATH: &str = "/sys/kernel/config/tsm/report";
 /// Default sev-guest device node.
 pub const DEFAULT_SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
+/// Default tdx-guest device node (TDREPORT only on current kernels; quotes come through configfs-tsm).
+pub const DEFAULT_TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
+
+/// Which TEE the agent is in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeeChoice {
+    /// Decided from the blocks present, else detected at Configure.
+    #[default]
+    Auto,
+    Snp,
+    Tdx,
+}
+
+/// Where TDX evidence comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TdxSource {
+    /// configfs-tsm with provider `tdx_guest`; else an error explaining what is missing.
+    #[default]
+    Auto,
+    ConfigfsTsm,
+    /// The simulated TDX platform of `twi_core::sim::tdx`. Testing only.
+    Simulated,
+}
+
+impl TdxSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TdxSource::Auto => "auto",
+            TdxSource::ConfigfsTsm => "configfs-tsm",
+            TdxSource::Simulated => "simulated",
+        }
+    }
+}
+
+/// The `tdx` block, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TdxAgentConfig {
+    pub source: TdxSource,
+    pub configfs_tsm_path: PathBuf,
+    pub tdx_guest_device: PathBuf,
+    /// Present iff `source` is [`TdxSource::Simulated`].
+    pub simulated: Option<SimulatedTdxConfig>,
+}
+
+/// What the simulated TD looks like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimulatedTdxConfig {
+    pub dir: PathBuf,
+    pub td: TdParams,
+}
 
 /// Where evidence comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -65,7 +133,50 @@ struct HclConfig {
     #[serde(default)]
     simulated: Option<HclSimulated>,
     #[serde(default)]
+    tdx: Option<HclTdx>,
+    #[serde(default)]
+    simulated_tdx: Option<HclSimulatedTdx>,
+    #[serde(default)]
+    tee: Option<TeeChoice>,
+    #[serde(default)]
     instance_key_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HclTdx {
+    #[serde(default)]
+    source: TdxSource,
+    #[serde(default)]
+    configfs_tsm_path: Option<String>,
+    #[serde(default)]
+    tdx_guest_device: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HclSimulatedTdx {
+    dir: String,
+    #[serde(default)]
+    td_attributes: Option<NumberOrString>,
+    #[serde(default)]
+    xfam: Option<NumberOrString>,
+    #[serde(default)]
+    mrtd: Option<String>,
+    #[serde(default)]
+    mrconfigid: Option<String>,
+    #[serde(default)]
+    mrowner: Option<String>,
+    #[serde(default)]
+    mrownerconfig: Option<String>,
+    #[serde(default)]
+    rtmr0: Option<String>,
+    #[serde(default)]
+    rtmr1: Option<String>,
+    #[serde(default)]
+    rtmr2: Option<String>,
+    #[serde(default)]
+    rtmr3: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +220,11 @@ enum NumberOrString {
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {
+    /// The TEE to use; `Auto`: detect from the hardware interfaces at Configure (SEV-SNP first).
+    pub tee: TeeChoice,
+    /// The `tdx` block (defaults when absent).
+    pub tdx: TdxAgentConfig,
+    /// `snp.source`.
     pub source: Source,
     /// `snp.vmpl`: hardware sources only (configfs `privlevel`, ioctl `vmpl`).
     pub vmpl: Option<u32>,
@@ -157,6 +273,103 @@ fn hex_array<const N: usize>(key: &str, text: &str) -> Result<[u8; N], ConfigErr
             key,
             format!("{} hex digits, want {} ({N} bytes)", b.len() * 2, N * 2),
         )
+    })
+}
+
+fn parse_u64(key: &str, value: NumberOrString) -> Result<u64, ConfigError> {
+    match value {
+        NumberOrString::Number(n) => Ok(n),
+        NumberOrString::String(s) => {
+            let s = s.trim();
+            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            }
+            .map_err(|_| invalid(key, format!("`{s}` is not a number (e.g. \"0x10000000\")")))
+        }
+    }
+}
+
+fn build_simulated_tdx(s: HclSimulatedTdx) -> Result<SimulatedTdxConfig, ConfigError> {
+    if s.dir.trim().is_empty() {
+        return Err(invalid("simulated_tdx.dir", "must not be empty"));
+    }
+    let mut td = TdParams::default();
+    if let Some(v) = s.td_attributes {
+        td.td_attributes = parse_u64("simulated_tdx.td_attributes", v)?;
+    }
+    if let Some(v) = s.xfam {
+        td.xfam = parse_u64("simulated_tdx.xfam", v)?;
+    }
+    let regs = [
+        ("simulated_tdx.mrtd", s.mrtd, &mut td.mrtd),
+        ("simulated_tdx.mrconfigid", s.mrconfigid, &mut td.mrconfigid),
+        ("simulated_tdx.mrowner", s.mrowner, &mut td.mrowner),
+        (
+            "simulated_tdx.mrownerconfig",
+            s.mrownerconfig,
+            &mut td.mrownerconfig,
+        ),
+    ];
+    for (key, value, slot) in regs {
+        if let Some(v) = value {
+            *slot = hex_array::<48>(key, &v)?;
+        }
+    }
+    let [r0, r1, r2, r3] = &mut td.rtmr;
+    let rtmrs = [
+        ("simulated_tdx.rtmr0", s.rtmr0, r0),
+        ("simulated_tdx.rtmr1", s.rtmr1, r1),
+        ("simulated_tdx.rtmr2", s.rtmr2, r2),
+        ("simulated_tdx.rtmr3", s.rtmr3, r3),
+    ];
+    for (key, value, slot) in rtmrs {
+        if let Some(v) = value {
+            *slot = hex_array::<48>(key, &v)?;
+        }
+    }
+    Ok(SimulatedTdxConfig {
+        dir: PathBuf::from(s.dir),
+        td,
+    })
+}
+
+fn build_tdx(
+    t: Option<HclTdx>,
+    sim: Option<HclSimulatedTdx>,
+) -> Result<TdxAgentConfig, ConfigError> {
+    let t = t.unwrap_or_default();
+    let simulated = match (t.source, sim) {
+        (TdxSource::Simulated, Some(s)) => Some(build_simulated_tdx(s)?),
+        (TdxSource::Simulated, None) => {
+            return Err(ConfigError::MissingKey {
+                key: "simulated_tdx".into(),
+            })
+        }
+        (other, Some(_)) => {
+            return Err(invalid(
+                "simulated_tdx",
+                format!(
+                    "a simulated_tdx block is only allowed with tdx {{ source = \"simulated\" }}, source is \"{}\"",
+                    other.as_str()
+                ),
+            ))
+        }
+        (_, None) => None,
+    };
+    Ok(TdxAgentConfig {
+        source: t.source,
+        configfs_tsm_path: non_empty_path(
+            "tdx.configfs_tsm_path",
+            t.configfs_tsm_path,
+            DEFAULT_CONFIGFS_TSM_PATH,
+        )?,
+        tdx_guest_device: non_empty_path(
+            "tdx.tdx_guest_device",
+            t.tdx_guest_device,
+            DEFAULT_TDX_GUEST_DEVICE,
+        )?,
+        simulated,
     })
 }
 
@@ -223,7 +436,33 @@ fn build_simulated(s: HclSimulated) -> Result<SimulatedConfig, ConfigError> {
 /// `source = "simulated"` or the reverse.
 pub fn build(_core: &CoreConfig, hcl: &str) -> Result<AgentConfig, ConfigError> {
     let raw: HclConfig = from_hcl(hcl)?;
+    let has_snp = raw.snp.is_some();
+    let has_tdx = raw.tdx.is_some();
+    let tdx = build_tdx(raw.tdx, raw.simulated_tdx)?;
     let snp = raw.snp.unwrap_or_default();
+    let tee = match raw.tee.unwrap_or_default() {
+        TeeChoice::Auto => {
+            match (
+                snp.source == Source::Simulated,
+                tdx.source == TdxSource::Simulated,
+            ) {
+                (true, true) => {
+                    return Err(invalid(
+                        "tee",
+                        "both snp and tdx are simulated: set tee = \"snp\" or \"tdx\"",
+                    ))
+                }
+                (true, false) => TeeChoice::Snp,
+                (false, true) => TeeChoice::Tdx,
+                (false, false) => match (has_snp, has_tdx) {
+                    (true, false) => TeeChoice::Snp,
+                    (false, true) => TeeChoice::Tdx,
+                    _ => TeeChoice::Auto,
+                },
+            }
+        }
+        explicit => explicit,
+    };
     let vmpl = snp.vmpl.map(|v| check_vmpl("snp.vmpl", v)).transpose()?;
     let simulated = match (snp.source, raw.simulated) {
         (Source::Simulated, Some(s)) => {
@@ -259,6 +498,8 @@ pub fn build(_core: &CoreConfig, hcl: &str) -> Result<AgentConfig, ConfigError> 
         Some(p) => Some(PathBuf::from(p)),
     };
     Ok(AgentConfig {
+        tee,
+        tdx,
         source: snp.source,
         vmpl,
         configfs_tsm_path: non_empty_path(
@@ -403,12 +644,19 @@ mod tests {
     #[test]
     fn doc_samples_are_valid_and_table_lists_every_key() {
         let samples = doc_samples();
-        assert_eq!(samples.len(), 3, "hardware, full hardware, simulated");
+        assert_eq!(
+            samples.len(),
+            4,
+            "hardware, full hardware, simulated, TDX hardware"
+        );
         for s in &samples {
             build(&core(), s).unwrap_or_else(|e| panic!("doc sample {s:?}: {e}"));
         }
         let sim = build(&core(), &samples[2]).unwrap();
         assert_eq!(sim.source, Source::Simulated);
+        let tdx = build(&core(), &samples[3]).unwrap();
+        assert_eq!(tdx.tee, TeeChoice::Tdx);
+        assert_eq!(tdx.tdx.source, TdxSource::ConfigfsTsm);
         let doc = include_str!("../../doc/plugin_agent_nodeattestor_twi.md");
         for key in [
             "snp.source",
@@ -422,6 +670,20 @@ mod tests {
             "simulated.host_data",
             "simulated.report_version",
             "simulated.vmpl",
+            "tee",
+            "tdx.source",
+            "tdx.configfs_tsm_path",
+            "tdx.tdx_guest_device",
+            "simulated_tdx",
+            "simulated_tdx.dir",
+            "simulated_tdx.td_attributes",
+            "simulated_tdx.xfam",
+            "simulated_tdx.mrtd",
+            "simulated_tdx.mrconfigid",
+            "simulated_tdx.mrowner",
+            "simulated_tdx.mrownerconfig",
+            "simulated_tdx.rtmr0",
+            "simulated_tdx.rtmr3",
             "instance_key_path",
         ] {
             assert!(
@@ -431,6 +693,39 @@ mod tests {
         }
         assert!(doc.contains(DEFAULT_CONFIGFS_TSM_PATH));
         assert!(doc.contains(DEFAULT_SEV_GUEST_DEVICE));
+    }
+
+    #[test]
+    fn tee_choice() {
+        let tee = |hcl: &str| build(&core(), hcl).unwrap().tee;
+        assert_eq!(tee(""), TeeChoice::Auto, "neither block: detect");
+        assert_eq!(tee("snp {\n source = \"auto\"\n}"), TeeChoice::Snp);
+        assert_eq!(tee("tdx {\n source = \"auto\"\n}"), TeeChoice::Tdx);
+        assert_eq!(
+            tee("snp {}\ntdx {}"),
+            TeeChoice::Auto,
+            "both blocks: detect"
+        );
+        assert_eq!(tee("snp {}\ntdx {}\ntee = \"tdx\""), TeeChoice::Tdx);
+        let c = build(
+            &core(),
+            &format!(
+                "tdx {{\n source = \"simulated\"\n}}\nsnp {{}}\nsimulated_tdx {{\n dir = \"/d\"\n td_attributes = \"0x10000001\"\n mrtd = \"{}\"\n rtmr3 = \"{}\"\n}}",
+                "ab".repeat(48),
+                "cd".repeat(48)
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.tee, TeeChoice::Tdx, "the simulated TEE wins");
+        let sim = c.tdx.simulated.unwrap();
+        assert_eq!(sim.td.td_attributes, 0x1000_0001);
+        assert_eq!(sim.td.mrtd, [0xab; 48]);
+        assert_eq!(sim.td.rtmr[3], [0xcd; 48]);
+        assert_eq!(sim.td.rtmr[0], TdParams::default().rtmr[0]);
+        assert_eq!(
+            c.tdx.tdx_guest_device,
+            PathBuf::from(DEFAULT_TDX_GUEST_DEVICE)
+        );
     }
 
     #[test]
@@ -472,6 +767,27 @@ mod tests {
             (sim("report_version = 4"), "simulated.report_version"),
             (sim("vmpl = 7"), "simulated.vmpl"),
             (sim("extra = 1"), "simulated.extra"),
+            ("tee = \"sgx\"".into(), "tee"),
+            ("tdx {\n source = \"sev-guest\"\n}".into(), "tdx.source"),
+            ("tdx {\n configfs_tsm_path = \"\"\n}".into(), "tdx.configfs_tsm_path"),
+            ("tdx {\n source = \"simulated\"\n}".into(), "simulated_tdx"),
+            ("simulated_tdx {\n dir = \"/d\"\n}".into(), "simulated_tdx"),
+            (
+                "tdx {\n source = \"simulated\"\n}\nsimulated_tdx {\n dir = \"/d\"\n mrtd = \"ab\"\n}".into(),
+                "simulated_tdx.mrtd",
+            ),
+            (
+                "tdx {\n source = \"simulated\"\n}\nsimulated_tdx {\n dir = \"/d\"\n td_attributes = \"x\"\n}".into(),
+                "simulated_tdx.td_attributes",
+            ),
+            (
+                "tdx {\n source = \"simulated\"\n}\nsimulated_tdx {\n dir = \" \"\n}".into(),
+                "simulated_tdx.dir",
+            ),
+            (
+                "snp {\n source = \"simulated\"\n}\nsimulated {\n dir = \"/d\"\n}\ntdx {\n source = \"simulated\"\n}\nsimulated_tdx {\n dir = \"/d\"\n}".into(),
+                "tee",
+            ),
         ];
         for (hcl, key) in cases {
             let err = build(&core(), &hcl).unwrap_err();

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
+use twi_core::sim::tdx::SimTdxDevice;
 use twi_core::sim::SimSnpDevice;
 use twi_plugin::proto::agent_nodeattestor::node_attestor_server::{
     NodeAttestor, NodeAttestorServer,
@@ -32,7 +33,7 @@ use twi_plugin::{ConfigError, ConfigHandler, ConfigSlot, CoreConfig, PluginType}
 
 use crate::wire;
 use collect::{CollectError, Collector};
-use config::{AgentConfig, Source};
+use config::{AgentConfig, Source, TdxSource, TeeChoice};
 
 pub use key::{InstanceKey, KeyError};
 
@@ -128,7 +129,17 @@ impl AgentPlugin {
             None => collector,
         };
         let key = self.instance_key(cfg)?;
-        if cfg.source == Source::Simulated {
+        if collector.tee() == wire::TeeKind::Tdx && cfg.instance_key_path.is_none() {
+            tracing::warn!(
+                "TDX without instance_key_path: the agent ID (derived from the instance key, TDX has no \
+                 REPORT_ID) changes whenever this plugin restarts; set instance_key_path to keep it"
+            );
+        }
+        let simulated = match cfg.tee {
+            TeeChoice::Tdx => cfg.tdx.source == TdxSource::Simulated,
+            _ => cfg.source == Source::Simulated,
+        };
+        if simulated {
             tracing::warn!(
                 source = %described,
                 instance_key_sha256 = %key.fingerprint(),
@@ -145,6 +156,20 @@ impl AgentPlugin {
             key: key.to_owned(),
             detail,
         };
+        match cfg.tee {
+            TeeChoice::Tdx => return self.open_tdx_collector(cfg),
+            TeeChoice::Auto => {
+                return collect::detect_any(
+                    &cfg.configfs_tsm_path,
+                    &cfg.sev_guest_device,
+                    cfg.vmpl,
+                    &cfg.tdx.configfs_tsm_path,
+                    &cfg.tdx.tdx_guest_device,
+                )
+                .map_err(|e| invalid("tee", e.to_string()))
+            }
+            TeeChoice::Snp => {}
+        }
         match cfg.source {
             Source::Auto => {
                 collect::detect(&cfg.configfs_tsm_path, &cfg.sev_guest_device, cfg.vmpl)
@@ -207,6 +232,55 @@ impl AgentPlugin {
                 Ok(Arc::new(collect::Simulated::new(
                     device,
                     sim.guest.clone(),
+                    sim.dir.clone(),
+                )))
+            }
+        }
+    }
+
+    fn open_tdx_collector(&self, cfg: &AgentConfig) -> Result<Arc<dyn Collector>, ConfigError> {
+        let invalid = |key: &str, detail: String| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            detail,
+        };
+        let t = &cfg.tdx;
+        match t.source {
+            TdxSource::Auto => collect::detect_tdx(&t.configfs_tsm_path, &t.tdx_guest_device)
+                .map_err(|e| invalid("tdx.source", e.to_string())),
+            TdxSource::ConfigfsTsm => {
+                let tsm = collect::ConfigfsTsm::new_tdx(t.configfs_tsm_path.clone());
+                match tsm.provider() {
+                    Ok(p) if p == collect::TDX_GUEST_PROVIDER => Ok(Arc::new(tsm)),
+                    Ok(p) => Err(invalid(
+                        "tdx.configfs_tsm_path",
+                        format!(
+                            "{} belongs to TSM provider `{p}`, not `{}` (TDX)",
+                            t.configfs_tsm_path.display(),
+                            collect::TDX_GUEST_PROVIDER
+                        ),
+                    )),
+                    Err(e) => Err(invalid("tdx.configfs_tsm_path", e.to_string())),
+                }
+            }
+            TdxSource::Simulated => {
+                let Some(sim) = &t.simulated else {
+                    return Err(ConfigError::MissingKey {
+                        key: "simulated_tdx".into(),
+                    });
+                };
+                let device = SimTdxDevice::open(&sim.dir).map_err(|e| {
+                    invalid(
+                        "simulated_tdx.dir",
+                        format!("{e} (create it with twi_core::sim::tdx::init)"),
+                    )
+                })?;
+                // One trial quote, so a broken root set fails Configure, not the first attestation.
+                device
+                    .quote(&[0; 64], &sim.td)
+                    .map_err(|e| invalid("simulated_tdx.dir", e.to_string()))?;
+                Ok(Arc::new(collect::SimulatedTdx::new(
+                    Arc::new(device),
+                    sim.td.clone(),
                     sim.dir.clone(),
                 )))
             }

@@ -40,9 +40,17 @@ pub struct Config {
     /// Bytes of the random nonce, 32..=64. Default 32.
     #[serde(default)]
     pub nonce_len: Option<usize>,
-    /// AMD SEV-SNP verification and appraisal.
+    /// AMD SEV-SNP verification and appraisal. Absent: SEV-SNP evidence is verified with the defaults
+    /// (AMD's roots, baseline policy), as before TDX support.
     #[serde(default)]
     pub snp: Option<SnpConfig>,
+    /// Intel TDX verification and appraisal. Absent: TDX evidence is refused ("TDX not enabled").
+    #[serde(default)]
+    pub tdx: Option<super::tdx::TdxConfig>,
+    /// Where signed attestation results (EARs) are stored and the key they are signed with. Absent:
+    /// EARs are signed with an ephemeral key, logged by digest, and not stored.
+    #[serde(default)]
+    pub attestation_results: Option<super::results::AttestationResultsConfig>,
 }
 
 /// The `snp { … }` block.
@@ -129,18 +137,28 @@ pub(crate) struct Configured {
     pub(crate) verifier: VerifierState,
     /// Files of the simulated roots with their fingerprints, for the start-up warning.
     pub(crate) simulated_roots: Vec<(PathBuf, String)>,
+    /// The `tdx` block, validated; `None`: TDX evidence is refused.
+    pub(crate) tdx: Option<super::tdx::TdxConfigured>,
+    /// The validated `attestation_results` block (nothing opened yet: Validate must not touch disk).
+    pub(crate) results_settings: Option<super::results::ResultsSettings>,
+    /// The opened key and store; set by [`super::results::attach`] at Configure only.
+    pub(crate) results: Option<std::sync::Arc<super::results::ResultSink>>,
 }
 
 /// Collects problems; each names its key.
 #[derive(Default)]
-struct Problems(Vec<ConfigError>);
+pub(crate) struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, detail: impl Into<String>) {
+    pub(crate) fn add(&mut self, key: impl Into<String>, detail: impl Into<String>) {
         self.0.push(ConfigError::InvalidValue {
             key: key.into(),
             detail: detail.into(),
         });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -450,6 +468,19 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
         }
     }
 
+    let tdx = cfg
+        .tdx
+        .as_ref()
+        .and_then(|t| super::tdx::build(t, &mut problems));
+
+    let results_settings = super::results::validate(cfg.attestation_results.as_ref())
+        .unwrap_or_else(|errs| {
+            for (key, detail) in errs {
+                problems.add(key, detail);
+            }
+            None
+        });
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -471,6 +502,9 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
         certs,
         verifier: crls,
         simulated_roots,
+        tdx,
+        results_settings,
+        results: None,
     })
 }
 

@@ -10,13 +10,19 @@
 //!
 //! What it does not do: TOFU / replay bookkeeping across attestations (the nonce is per stream and
 //! REPORT_ID is stable per VM, so re-attestation of the same VM is allowed and yields the same agent ID);
-//! TDX; checking that `plugin_name` equals the HCL block name (SPIRE does not tell plugins their name).
+//! checking that `plugin_name` equals the HCL block name (SPIRE does not tell plugins their name).
+//!
+//! Intel TDX takes the same line with a DCAP quote instead of a report ([`tdx`]): verified with the
+//! configured collateral to Intel's (or a configured) root, REPORTDATA bound the same way, appraised
+//! with the `tdx` policy. A server without a `tdx` block refuses TDX evidence before the challenge.
 
 mod certs;
 pub mod config;
 mod kds;
 mod record;
+mod results;
 pub mod selectors;
+mod tdx;
 mod verifier;
 
 use std::sync::Arc;
@@ -37,7 +43,7 @@ use twi_plugin::proto::server_nodeattestor::node_attestor_server::NodeAttestor;
 use twi_plugin::proto::server_nodeattestor::{AgentAttributes, AttestRequest, AttestResponse};
 use twi_plugin::{ConfigHandler, ConfigSlot, CoreConfig};
 
-use crate::status::to_status;
+use crate::status::{to_status, to_status_for};
 use crate::wire::{
     self, Challenge, Evidence, EvidenceResponse, Hello, SnpEvidence, TeeKind, WireError,
 };
@@ -45,6 +51,8 @@ use config::Configured;
 use record::{AttestationResult, Verdict};
 
 pub use config::{Config, KdsConfig, MinimumTcb, SnpConfig};
+pub use results::AttestationResultsConfig;
+pub use tdx::{MaskedHcl, NumberOrString, TdxConfig};
 
 /// The current time in Unix seconds; a parameter so tests can verify at a chosen instant.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -98,6 +106,15 @@ enum AttestError {
     Evidence(twi_core::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An accepted attestation whose signed result could not be stored: nothing is issued without it.
+    #[error("attestation result not stored: {0}")]
+    ResultStore(String),
+    /// The server has no block for this TEE: its evidence cannot be verified here.
+    #[error("{what} not enabled on this server: {hint}")]
+    NotEnabled {
+        what: &'static str,
+        hint: &'static str,
+    },
 }
 
 impl AttestError {
@@ -112,6 +129,8 @@ impl AttestError {
             AttestError::KeyProof => "key-proof",
             AttestError::Evidence(e) => e.category(),
             AttestError::Internal(_) => "internal",
+            AttestError::ResultStore(_) => "result-store",
+            AttestError::NotEnabled { .. } => "tee-not-enabled",
         }
     }
 
@@ -133,6 +152,11 @@ impl AttestError {
                 Status::permission_denied(format!("snp evidence refused (key-proof): {self}"))
             }
             AttestError::Internal(_) => Status::internal(self.to_string()),
+            AttestError::ResultStore(_) => Status::unavailable(self.to_string()),
+            AttestError::NotEnabled { .. } => Status::failed_precondition(format!(
+                "evidence refused ({}): {self}",
+                self.category()
+            )),
             AttestError::Stream(_)
             | AttestError::Wire(_)
             | AttestError::InstanceKey(_)
@@ -147,11 +171,60 @@ struct Accepted {
     selectors: Vec<String>,
 }
 
+/// What [`ServerNodeAttestor::run`] produced, by TEE.
+enum Outcome {
+    Snp(Box<Accepted>),
+    Tdx(Box<tdx::AcceptedTdx>),
+}
+
+/// Evidence that verified to a trust anchor, by TEE: what the EAR of the attempt is built from, even
+/// when the binding or the policy then refused it.
+pub(crate) enum VerifiedEvidence {
+    Snp(Box<VerifiedSnp>),
+    Tdx(Box<twi_core::tdx::VerifiedTdx>),
+}
+
+impl Outcome {
+    fn into_snp(self) -> Result<Accepted, AttestError> {
+        match self {
+            Outcome::Snp(a) => Ok(*a),
+            Outcome::Tdx(_) => Err(AttestError::Internal(
+                "TDX outcome on the SEV-SNP path".into(),
+            )),
+        }
+    }
+}
+
 /// What is known about an attempt when it ends, for the logs.
 #[derive(Default)]
 struct Attempt {
+    /// The TEE the attestation payload announced (`None` before it is decoded).
+    tee: Option<TeeKind>,
     cfg: Option<Arc<Configured>>,
     evidence_sha256: Option<String>,
+    /// The challenge sent and the instance key announced (for the EAR's binding check).
+    nonce: Vec<u8>,
+    instance_key: Vec<u8>,
+    /// Evidence that verified to a trust anchor but was then refused (nonce, policy): its EAR says so.
+    verified: Option<VerifiedEvidence>,
+    /// The signed EAR of this attempt.
+    ear: Option<results::EarRecord>,
+}
+
+/// A refusal by [`verify_snp`] or [`tdx::verify_tdx`], with the verified evidence when verification
+/// itself passed.
+pub(crate) struct VerifyFailure {
+    pub(crate) error: twi_core::Error,
+    pub(crate) verified: Option<VerifiedEvidence>,
+}
+
+impl From<twi_core::Error> for VerifyFailure {
+    fn from(error: twi_core::Error) -> Self {
+        VerifyFailure {
+            error,
+            verified: None,
+        }
+    }
 }
 
 impl ServerNodeAttestor {
@@ -173,16 +246,25 @@ impl ServerNodeAttestor {
         inbound: &mut Streaming<AttestRequest>,
         tx: &mpsc::Sender<Result<AttestResponse, Status>>,
         attempt: &mut Attempt,
-    ) -> Result<Accepted, AttestError> {
+    ) -> Result<Outcome, AttestError> {
         let payload = recv(inbound, Want::Payload).await?;
         let cfg = self.slot.get().map_err(AttestError::Status)?;
         attempt.cfg = Some(Arc::clone(&cfg));
         let hello = Hello::decode(&payload)?;
+        attempt.tee = Some(hello.tee);
+        if hello.tee == TeeKind::Tdx && cfg.tdx.is_none() {
+            return Err(AttestError::NotEnabled {
+                what: "TDX",
+                hint: "its plugin_data has no tdx { collateral_dir = ... } block",
+            });
+        }
         let instance_key = VerifyingKey::from_public_key_der(&hello.instance_key)
             .map_err(|e| AttestError::InstanceKey(e.to_string()))?;
+        attempt.instance_key = hello.instance_key.clone();
 
         let mut nonce = vec![0u8; cfg.nonce_len];
         OsRng.fill_bytes(&mut nonce);
+        attempt.nonce = nonce.clone();
         let challenge = wire::encode(&Challenge {
             v: wire::WIRE_VERSION,
             nonce: nonce.clone(),
@@ -196,29 +278,120 @@ impl ServerNodeAttestor {
         let answer = EvidenceResponse::decode(&recv(inbound, Want::ChallengeResponse).await?)?;
         let evidence: SnpEvidence = match (hello.tee, answer.evidence.clone()) {
             (TeeKind::Snp, Evidence::Snp(e)) => e,
-            (announced, got) => {
-                return Err(AttestError::Stream(match (announced, got) {
-                    (TeeKind::Tdx, Evidence::Tdx(_)) => {
-                        "TDX evidence is not accepted by this server yet (SEV-SNP only)"
-                    }
-                    _ => "the evidence is not of the TEE kind the attestation payload announced",
-                }))
+            (TeeKind::Tdx, Evidence::Tdx(e)) => {
+                attempt.evidence_sha256 = Some(hex::encode(Sha256::digest(&e.quote)));
+                check_key_proof(&instance_key, &nonce, &answer)?;
+                let now = (self.clock)();
+                let key_der = hello.instance_key;
+                return tokio::task::spawn_blocking(move || {
+                    let t = cfg.tdx.as_ref().ok_or_else(|| twi_core::Error::Internal {
+                        detail: "TDX evidence past the not-enabled check".into(),
+                    })?;
+                    tdx::verify_tdx(t, &e.quote, &nonce, &key_der, now)
+                })
+                .await
+                .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
+                .map(|a| Outcome::Tdx(Box::new(a)))
+                .map_err(|f| {
+                    attempt.verified = f.verified;
+                    AttestError::Evidence(f.error)
+                });
+            }
+            _ => {
+                return Err(AttestError::Stream(
+                    "the evidence is not of the TEE kind the attestation payload announced",
+                ))
             }
         };
         attempt.evidence_sha256 = Some(hex::encode(Sha256::digest(&evidence.report)));
 
-        let proof = Signature::from_der(&answer.key_proof)
-            .map_err(|e| AttestError::KeyProofEncoding(e.to_string()))?;
-        instance_key
-            .verify(&wire::key_proof_message(&nonce, &answer.evidence), &proof)
-            .map_err(|_| AttestError::KeyProof)?;
+        check_key_proof(&instance_key, &nonce, &answer)?;
 
         let now = (self.clock)();
         let key_der = hello.instance_key;
         tokio::task::spawn_blocking(move || verify_snp(&cfg, &evidence, &nonce, &key_der, now))
             .await
             .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
-            .map_err(AttestError::Evidence)
+            .map_err(|f| {
+                attempt.verified = f.verified;
+                AttestError::Evidence(f.error)
+            })
+            .map(|a| Outcome::Snp(Box::new(a)))
+    }
+
+    /// [`ServerNodeAttestor::conclude`] for TDX attempts (agent ID: [`tdx_agent_id`]).
+    fn conclude_tdx(
+        &self,
+        result: Result<Outcome, AttestError>,
+        attempt: &Attempt,
+        peer: &str,
+    ) -> Result<AttestResponse, Status> {
+        let policy_digest = attempt
+            .cfg
+            .as_ref()
+            .and_then(|c| c.tdx.as_ref())
+            .map(|t| t.policy_digest.as_str());
+        let evidence_sha256 = attempt.evidence_sha256.as_deref();
+        match (result, &attempt.cfg) {
+            (Ok(Outcome::Tdx(a)), Some(cfg)) => {
+                let agent_id = tdx_agent_id(cfg, a.simulated, &attempt.instance_key);
+                tracing::info!(
+                    agent_id = %agent_id,
+                    tee = "tdx",
+                    mrtd = %a.mrtd,
+                    tcb_status = a.tcb_status.as_str(),
+                    simulated = a.simulated,
+                    peer,
+                    "node attested"
+                );
+                AttestationResult {
+                    verdict: Verdict::Affirming,
+                    tee: "tdx",
+                    category: "ok",
+                    policy_digest,
+                    evidence_sha256,
+                    ear: attempt.ear.as_ref(),
+                }
+                .log();
+                Ok(AttestResponse {
+                    response: Some(Out::AgentAttributes(AgentAttributes {
+                        spiffe_id: agent_id,
+                        selector_values: a.selectors,
+                        can_reattest: cfg.can_reattest,
+                    })),
+                })
+            }
+            (Ok(_), _) => Err(Status::internal(
+                "TDX attestation accepted without a configuration or with SEV-SNP claims",
+            )),
+            (Err(e), _) => {
+                let status = match &e {
+                    AttestError::Evidence(err) => to_status_for("tdx", err),
+                    AttestError::KeyProof => {
+                        Status::permission_denied(format!("tdx evidence refused (key-proof): {e}"))
+                    }
+                    other => other.to_status(),
+                };
+                tracing::warn!(
+                    tee = "tdx",
+                    category = e.category(),
+                    code = ?status.code(),
+                    reason = status.message(),
+                    peer,
+                    "node attestation refused"
+                );
+                AttestationResult {
+                    verdict: e.verdict(),
+                    tee: "tdx",
+                    category: e.category(),
+                    policy_digest,
+                    evidence_sha256,
+                    ear: attempt.ear.as_ref(),
+                }
+                .log();
+                Err(status)
+            }
+        }
     }
 
     /// Turns the outcome into the final stream message, logging the decision and the result record.
@@ -249,6 +422,7 @@ impl ServerNodeAttestor {
                     category: "ok",
                     policy_digest,
                     evidence_sha256,
+                    ear: attempt.ear.as_ref(),
                 }
                 .log();
                 Ok(AttestResponse {
@@ -275,6 +449,7 @@ impl ServerNodeAttestor {
                     category: e.category(),
                     policy_digest,
                     evidence_sha256,
+                    ear: attempt.ear.as_ref(),
                 }
                 .log();
                 Err(status)
@@ -287,6 +462,19 @@ impl ServerNodeAttestor {
 enum Want {
     Payload,
     ChallengeResponse,
+}
+
+/// The instance key's signature over the nonce and the evidence digest (proof of possession).
+fn check_key_proof(
+    instance_key: &VerifyingKey,
+    nonce: &[u8],
+    answer: &EvidenceResponse,
+) -> Result<(), AttestError> {
+    let proof = Signature::from_der(&answer.key_proof)
+        .map_err(|e| AttestError::KeyProofEncoding(e.to_string()))?;
+    instance_key
+        .verify(&wire::key_proof_message(nonce, &answer.evidence), &proof)
+        .map_err(|_| AttestError::KeyProof)
 }
 
 /// Receives the next message, which must be `want` and not empty.
@@ -332,6 +520,18 @@ fn agent_id(cfg: &Configured, v: &VerifiedSnp) -> String {
     )
 }
 
+/// `spiffe://<td>/spire/agent/<plugin_name>/<tdx|sim-tdx>/<SHA-256 of the instance key SPKI>`
+/// ([`tdx::agent_id_segment`] says why the key and not a firmware ID).
+fn tdx_agent_id(cfg: &Configured, simulated: bool, instance_key_der: &[u8]) -> String {
+    format!(
+        "spiffe://{}/spire/agent/{}/{}/{}",
+        cfg.trust_domain,
+        cfg.plugin_name,
+        if simulated { "sim-tdx" } else { "tdx" },
+        tdx::agent_id_segment(instance_key_der)
+    )
+}
+
 /// The blocking part: parse, resolve the chain, verify, bind, appraise.
 fn verify_snp(
     cfg: &Configured,
@@ -339,7 +539,7 @@ fn verify_snp(
     nonce: &[u8],
     instance_key_der: &[u8],
     now: i64,
-) -> Result<Accepted, twi_core::Error> {
+) -> Result<Accepted, VerifyFailure> {
     let report = AttestationReport::parse(&ev.report)?;
     let resolved = cfg.certs.resolve(&report, ev.cert_table.as_deref())?;
     tracing::debug!(sources = ?resolved.sources, "certificate chain resolved");
@@ -362,12 +562,18 @@ fn verify_snp(
         }
         other => other,
     }?;
-    check_report_data(&report, &wire::report_data(nonce, instance_key_der))?;
-    let appraisal = appraise(&verified, &cfg.policy)?;
-    Ok(Accepted {
-        selectors: selectors::snp_selectors(&appraisal.claims),
-        verified,
-    })
+    let checked = check_report_data(&report, &wire::report_data(nonce, instance_key_der))
+        .and_then(|()| appraise(&verified, &cfg.policy));
+    match checked {
+        Ok(appraisal) => Ok(Accepted {
+            selectors: selectors::snp_selectors(&appraisal.claims),
+            verified,
+        }),
+        Err(error) => Err(VerifyFailure {
+            error,
+            verified: Some(VerifiedEvidence::Snp(Box::new(verified))),
+        }),
+    }
 }
 
 /// Fetches `product`'s CRL from KDS (rate-limited) and swaps in a verifier that uses it. Failures are
@@ -394,6 +600,21 @@ fn log_configured(cfg: &Configured) {
              (its agents get sim-snp IDs and simulated: selectors); never use in production"
         );
     }
+    if let Some(t) = &cfg.tdx {
+        for (path, fingerprint) in &t.simulated_roots {
+            tracing::warn!(
+                path = %path.display(),
+                sha256 = %fingerprint,
+                "SIMULATED TDX root trusted: quotes chaining to this root prove nothing about any hardware \
+                 (their agents get sim-tdx IDs and simulated: selectors); never use in production"
+            );
+        }
+        tracing::info!(
+            tdx_trust_anchors = t.verifier.roots().describe().len(),
+            tdx_policy_digest = %t.policy_digest,
+            "TDX enabled"
+        );
+    }
     let anchors = cfg.verifier().anchors().describe();
     tracing::info!(
         trust_domain = %cfg.trust_domain,
@@ -411,9 +632,11 @@ fn log_configured(cfg: &Configured) {
 impl ConfigHandler for ServerNodeAttestor {
     async fn configure(&self, core: CoreConfig, hcl: &str) -> Result<(), Status> {
         let hcl = hcl.to_owned();
-        let built = tokio::task::spawn_blocking(move || config::build(&core, &hcl))
-            .await
-            .map_err(|e| Status::internal(format!("configuration task: {e}")))?;
+        let built = tokio::task::spawn_blocking(move || {
+            config::build(&core, &hcl).and_then(results::attach)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("configuration task: {e}")))?;
         match built {
             Ok(cfg) => {
                 log_configured(&cfg);
@@ -462,8 +685,13 @@ impl NodeAttestor for ServerNodeAttestor {
         let this = self.clone();
         tokio::spawn(async move {
             let mut attempt = Attempt::default();
-            let result = this.run(&mut inbound, &tx, &mut attempt).await;
-            let reply = this.conclude(result, &attempt, &peer);
+            let outcome = this.run(&mut inbound, &tx, &mut attempt).await;
+            let outcome = results::record(outcome, &mut attempt, (this.clock)()).await;
+            let reply = if attempt.tee == Some(TeeKind::Tdx) {
+                this.conclude_tdx(outcome, &attempt, &peer)
+            } else {
+                this.conclude(outcome.and_then(Outcome::into_snp), &attempt, &peer)
+            };
             // The host may have gone away; there is nobody left to tell.
             let _ = tx.send(reply).await;
         });

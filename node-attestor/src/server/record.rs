@@ -3,7 +3,8 @@
 //! It carries what a relying party or auditor needs to tie a decision to its inputs without the inputs
 //! themselves: the verdict, the TEE, the reason category, the digest of the policy and trust anchors
 //! that applied, and the SHA-256 of the evidence (never the evidence or any key). Issue #4 turns this
-//! record into a signed EAR; the verdict words are EAR's trustworthiness tiers for that reason.
+//! record into a signed EAR; the verdict words are EAR's trustworthiness tiers for that reason, and the record
+//! names that EAR by digest, with its status and where it was stored ([`super::results`]).
 
 /// EAR-style overall verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub(crate) struct AttestationResult<'a> {
     pub(crate) category: &'a str,
     pub(crate) policy_digest: Option<&'a str>,
     pub(crate) evidence_sha256: Option<&'a str>,
+    /// The signed EAR of this attempt, when one was built (not before Configure).
+    pub(crate) ear: Option<&'a super::results::EarRecord>,
 }
 
 impl AttestationResult<'_> {
@@ -46,6 +49,9 @@ impl AttestationResult<'_> {
             category = self.category,
             policy_digest = self.policy_digest.unwrap_or("-"),
             evidence_sha256 = self.evidence_sha256.unwrap_or("-"),
+            ear_sha256 = self.ear.map_or("-", |e| e.sha256.as_str()),
+            ear_status = self.ear.map_or("-", |e| e.status.as_str()),
+            ear_stored = %self.ear.map_or_else(|| "-".to_owned(), |e| e.stored.to_string()),
             "attestation result"
         );
     }

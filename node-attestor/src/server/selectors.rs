@@ -1,10 +1,11 @@
-//! Node selector values for verified SNP evidence. SPIRE stores each as `Selector{type=<plugin name>,
+//! Node selector values for verified SNP and TDX evidence. SPIRE stores each as `Selector{type=<plugin name>,
 //! value}`, so `tee:snp` from plugin `twi` is matched by `-node -selector twi:tee:snp`.
 //!
 //! Values use the claims' lower-case hex. When the chain ended at a simulated root, every value is
 //! prefixed `simulated:`, so an entry written for real hardware can never match a simulated VM.
 
 use twi_core::snp::{Product, SigningKeyKind, SnpClaims};
+use twi_core::tdx::{TcbStatus, TdxClaims};
 
 /// Prefix of every selector of evidence that chained to a simulated root.
 pub const SIMULATED_PREFIX: &str = "simulated:";
@@ -54,6 +55,56 @@ pub fn snp_selectors(c: &SnpClaims) -> Vec<String> {
     if c.signing_key == SigningKeyKind::Vcek && !c.mask_chip_key {
         s.push(format!("snp:chip_id:{}", c.chip_id));
     }
+    if c.simulated {
+        for v in &mut s {
+            v.insert_str(0, SIMULATED_PREFIX);
+        }
+    }
+    s
+}
+
+/// A little-endian 8-byte field (as the claims carry it, in hex) as its u64 value in 16 hex digits, the
+/// way operators read TD_ATTRIBUTES and XFAM (`0000000010000000` = SEPT_VE_DISABLE).
+fn le_u64_hex(claim_hex: &str) -> String {
+    match hex::decode(claim_hex)
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+    {
+        Some(b) => format!("{:016x}", u64::from_le_bytes(b)),
+        // Not reachable for claims of a parsed quote; keep the raw form rather than invent a value.
+        None => claim_hex.to_ascii_lowercase(),
+    }
+}
+
+/// Intel's TCB status in selector form: lower case, no separators (`uptodate`, `swhardeningneeded`).
+fn tcb_status_value(s: TcbStatus) -> String {
+    s.as_str().to_ascii_lowercase()
+}
+
+/// The selector values for a verified and appraised TDX quote, in a stable order, without duplicates.
+pub fn tdx_selectors(c: &TdxClaims) -> Vec<String> {
+    let mut s = vec![
+        "tee:tdx".to_owned(),
+        format!("tdx:quote_version:{}", c.quote_version),
+        format!("tdx:mrtd:{}", c.mrtd),
+        format!("tdx:rtmr0:{}", c.rtmr0),
+        format!("tdx:rtmr1:{}", c.rtmr1),
+        format!("tdx:rtmr2:{}", c.rtmr2),
+        format!("tdx:rtmr3:{}", c.rtmr3),
+        format!("tdx:mrconfigid:{}", c.mrconfigid),
+        format!("tdx:mrowner:{}", c.mrowner),
+        format!("tdx:mrownerconfig:{}", c.mrownerconfig),
+        format!("tdx:td_attributes:{}", le_u64_hex(&c.td_attributes)),
+        format!("tdx:debug:{}", c.td_attributes_bits.debug),
+        format!(
+            "tdx:sept_ve_disable:{}",
+            c.td_attributes_bits.sept_ve_disable
+        ),
+        format!("tdx:xfam:{}", le_u64_hex(&c.xfam)),
+        format!("tdx:tcb_status:{}", tcb_status_value(c.tcb_status)),
+        format!("tdx:fmspc:{}", c.fmspc.to_ascii_lowercase()),
+        format!("tdx:tee_tcb_svn:{}", c.tee_tcb_svn.to_ascii_lowercase()),
+    ];
     if c.simulated {
         for v in &mut s {
             v.insert_str(0, SIMULATED_PREFIX);
@@ -126,6 +177,19 @@ mod tests {
             "asvk.pem",
             "2024-12-11T00:00:00Z",
         )
+    }
+
+    /// Real TDX evidence from shared/testdata, verified to Intel's root at its `as_of`.
+    fn tdx_real() -> TdxClaims {
+        use twi_core::tdx::{Collateral, IntelRoots, Quote, TdxVerifier};
+        let q =
+            Quote::parse(&std::fs::read(format!("{TESTDATA}/tdx/dq-b0c06f-v4/quote.bin")).unwrap())
+                .unwrap();
+        let c = Collateral::from_dir(format!("{TESTDATA}/tdx/dq-b0c06f-v4/collateral")).unwrap();
+        TdxVerifier::new(IntelRoots::intel())
+            .verify(&q, &c, unix("2025-07-01T00:00:00Z"))
+            .unwrap()
+            .claims()
     }
 
     /// `snp:policy:debug:false` → `snp:policy:debug` (values never contain `:`).
@@ -215,6 +279,9 @@ mod tests {
                 emitted.insert(kind(&v));
             }
         }
+        for v in tdx_selectors(&tdx_real()) {
+            emitted.insert(kind(&v));
+        }
         let documented = documented_kinds();
         let undocumented: Vec<_> = emitted.difference(&documented).collect();
         let stale: Vec<_> = documented.difference(&emitted).collect();
@@ -243,5 +310,37 @@ mod tests {
             DOC.contains("twi:simulated:tee:snp"),
             "the doc explains the simulated prefix"
         );
+        assert!(DOC.contains("twi:simulated:tee:tdx"));
+    }
+
+    #[test]
+    fn real_tdx_values() {
+        let c = tdx_real();
+        let s = tdx_selectors(&c);
+        let has = |v: &str| s.iter().any(|x| x == v);
+        assert!(has("tee:tdx"), "{s:?}");
+        assert!(has("tdx:quote_version:4"));
+        assert!(has(&format!("tdx:mrtd:{}", c.mrtd)));
+        assert_eq!(c.mrtd.len(), 96);
+        // The manifest's facts: TD_ATTRIBUTES bytes 0000001000000000 = SEPT_VE_DISABLE (bit 28).
+        assert!(has("tdx:td_attributes:0000000010000000"), "{s:?}");
+        assert!(has("tdx:debug:false"));
+        assert!(has("tdx:sept_ve_disable:true"));
+        assert!(has("tdx:xfam:00000000000602e7"), "{s:?}");
+        assert!(has("tdx:tcb_status:uptodate"), "{s:?}");
+        assert!(has("tdx:fmspc:b0c06f000000"), "{s:?}");
+        assert!(has("tdx:tee_tcb_svn:06010300000000000000000000000000"));
+        for v in &s {
+            assert_eq!(v, &v.to_ascii_lowercase(), "lower case");
+            assert!(!v.starts_with(SIMULATED_PREFIX));
+        }
+        let unique: BTreeSet<_> = s.iter().collect();
+        assert_eq!(unique.len(), s.len(), "no duplicates");
+        let mut sim = c;
+        sim.simulated = true;
+        let s2 = tdx_selectors(&sim);
+        assert!(s2.iter().all(|v| v.starts_with(SIMULATED_PREFIX)));
+        assert!(s2.iter().any(|v| v == "simulated:tee:tdx"));
+        assert!(s2.iter().all(|v| !s.contains(v)));
     }
 }

@@ -1,4 +1,4 @@
-//! SEV-SNP reports through the Linux configfs-tsm interface
+//! SEV-SNP reports and Intel TDX quotes through the Linux configfs-tsm interface
 //! (`Documentation/ABI/testing/configfs-tsm-report`), the vendor-neutral way current kernels expose
 //! attestation reports.
 //!
@@ -7,6 +7,10 @@
 //! `auxblob` (the host's certificate table, if any), then remove the entry. The kernel bumps `generation`
 //! on every write to the entry; reading it before and after tells us whether someone else wrote to our
 //! entry in between, in which case the report may carry their REPORT_DATA.
+//!
+//! For TDX (provider `tdx_guest`) the same steps give a DCAP quote in `outblob`: the kernel asks the
+//! host's quoting service for it; there is no `privlevel` and no `auxblob` (the PCK chain is inside the
+//! quote, the collateral is the server's).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,11 +19,21 @@ use std::sync::Arc;
 use rand_core::{OsRng, RngCore};
 use twi_core::snp::MAX_CERT_TABLE_LEN;
 
-use super::{check_snp_report, CollectError, Collector};
-use crate::wire::{Evidence, SnpEvidence, TeeKind};
+use super::{check_snp_report, check_tdx_quote, CollectError, Collector};
+use crate::wire::{Evidence, SnpEvidence, TdxEvidence, TeeKind};
 
 /// The `provider` value of the sev-guest driver.
 pub const SEV_GUEST_PROVIDER: &str = "sev_guest";
+/// The `provider` value of the tdx-guest driver.
+pub const TDX_GUEST_PROVIDER: &str = "tdx_guest";
+
+/// The provider a report entry must have for `tee`.
+pub fn provider_of(tee: TeeKind) -> &'static str {
+    match tee {
+        TeeKind::Tdx => TDX_GUEST_PROVIDER,
+        _ => SEV_GUEST_PROVIDER,
+    }
+}
 
 /// The kernel's own limit for `outblob` of any provider is far above a 1184-byte report; this only keeps a
 /// misbehaving attribute from making us read without bound.
@@ -71,22 +85,76 @@ impl EntryOps for StdOps {
 pub struct ConfigfsTsm {
     root: PathBuf,
     vmpl: Option<u32>,
+    tee: TeeKind,
     ops: Arc<dyn EntryOps>,
 }
 
 impl ConfigfsTsm {
-    /// `vmpl`: written to `privlevel` when set; otherwise the kernel's default level is used.
+    /// SEV-SNP reports. `vmpl`: written to `privlevel` when set; otherwise the kernel's default level
+    /// is used.
     pub fn new(root: PathBuf, vmpl: Option<u32>) -> Self {
         ConfigfsTsm {
             root,
             vmpl,
+            tee: TeeKind::Snp,
+            ops: Arc::new(StdOps),
+        }
+    }
+
+    /// TDX quotes (provider `tdx_guest`).
+    pub fn new_tdx(root: PathBuf) -> Self {
+        ConfigfsTsm {
+            root,
+            vmpl: None,
+            tee: TeeKind::Tdx,
             ops: Arc::new(StdOps),
         }
     }
 
     #[cfg(test)]
     fn with_ops(root: PathBuf, vmpl: Option<u32>, ops: Arc<dyn EntryOps>) -> Self {
-        ConfigfsTsm { root, vmpl, ops }
+        ConfigfsTsm {
+            root,
+            vmpl,
+            tee: TeeKind::Snp,
+            ops,
+        }
+    }
+
+    #[cfg(test)]
+    fn tdx_with_ops(root: PathBuf, ops: Arc<dyn EntryOps>) -> Self {
+        ConfigfsTsm {
+            root,
+            vmpl: None,
+            tee: TeeKind::Tdx,
+            ops,
+        }
+    }
+
+    fn collect_tdx(&self, report_data: &[u8; 64]) -> Result<Evidence, CollectError> {
+        let entry = Entry::create(self)?;
+        let provider = entry.read_text("provider")?;
+        if provider != TDX_GUEST_PROVIDER {
+            return Err(CollectError::WrongProvider {
+                path: entry.path.join("provider"),
+                got: provider,
+                want: TDX_GUEST_PROVIDER,
+            });
+        }
+        let before = entry.read_u64("generation")?;
+        entry.write("inblob", report_data)?;
+        let quote = entry.read_bin("outblob", twi_core::tdx::MAX_QUOTE_LEN)?;
+        let after = entry.read_u64("generation")?;
+        if after < before || after - before > 1 {
+            return Err(CollectError::Race {
+                path: entry.path.clone(),
+                before,
+                after,
+                writes: 1,
+            });
+        }
+        let quote = check_tdx_quote("configfs-tsm outblob", &quote, report_data)?;
+        Ok(Evidence::Tdx(TdxEvidence { quote }))
     }
 
     /// The provider behind this report root (`sev_guest`, `tdx_guest`, ...); needs an entry to read it.
@@ -152,17 +220,21 @@ impl ConfigfsTsm {
 
 impl Collector for ConfigfsTsm {
     fn tee(&self) -> TeeKind {
-        TeeKind::Snp
+        self.tee
     }
 
     fn collect(&self, report_data: &[u8; 64]) -> Result<Evidence, CollectError> {
-        self.collect_snp(report_data)
+        match self.tee {
+            TeeKind::Tdx => self.collect_tdx(report_data),
+            _ => self.collect_snp(report_data),
+        }
     }
 
     fn describe(&self) -> String {
-        match self.vmpl {
-            Some(v) => format!("configfs-tsm at {} (privlevel {v})", self.root.display()),
-            None => format!("configfs-tsm at {}", self.root.display()),
+        match (self.tee, self.vmpl) {
+            (TeeKind::Tdx, _) => format!("configfs-tsm at {} (TDX quotes)", self.root.display()),
+            (_, Some(v)) => format!("configfs-tsm at {} (privlevel {v})", self.root.display()),
+            (_, None) => format!("configfs-tsm at {}", self.root.display()),
         }
     }
 }
@@ -500,6 +572,110 @@ mod tests {
         assert!(matches!(
             tsm.collect(&[1; 64]).unwrap_err(),
             CollectError::BadAttribute { .. }
+        ));
+    }
+
+    /// A fake tdx_guest entry: outblob is a real simulated quote for the written inblob.
+    struct FakeTdxKernel {
+        inner: FakeKernel,
+        device: twi_core::sim::tdx::SimTdxDevice,
+        race: bool,
+    }
+
+    impl EntryOps for FakeTdxKernel {
+        fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+            self.inner.create_dir(path)
+        }
+        fn write(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+            StdOps.write(path, data)?;
+            let dir = path.parent().unwrap();
+            self.inner.bump(dir, if self.race { 2 } else { 1 });
+            let rd: [u8; 64] = data.try_into().unwrap();
+            let mut q = self
+                .device
+                .quote(&rd, &twi_core::sim::tdx::TdParams::default())
+                .unwrap();
+            q.extend_from_slice(&[0; 70]); // padded as platforms deliver it
+            std::fs::write(dir.join("outblob"), q)
+        }
+        fn read(&self, path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+            StdOps.read(path, limit)
+        }
+        fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+            self.inner.remove_dir(path)
+        }
+    }
+
+    fn sim_tdx_device() -> twi_core::sim::tdx::SimTdxDevice {
+        use std::sync::OnceLock;
+        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let dir = DIR.get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            twi_core::sim::tdx::init(d.path(), &twi_core::sim::tdx::TdxInitOptions::new(now))
+                .unwrap();
+            d
+        });
+        twi_core::sim::tdx::SimTdxDevice::open(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn tdx_quote_through_configfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inner = FakeKernel::new();
+        inner.provider = "tdx_guest".into();
+        inner.aux = None;
+        inner.floor = None;
+        let kernel = Arc::new(FakeTdxKernel {
+            inner,
+            device: sim_tdx_device(),
+            race: false,
+        });
+        let tsm = ConfigfsTsm::tdx_with_ops(dir.path().to_path_buf(), kernel.clone());
+        assert_eq!(tsm.tee(), TeeKind::Tdx);
+        let rd = [0x42; 64];
+        let Evidence::Tdx(ev) = tsm.collect(&rd).unwrap() else {
+            panic!("TDX source returned non-TDX evidence")
+        };
+        let q = twi_core::tdx::Quote::parse(&ev.quote).unwrap();
+        assert_eq!(q.report_data(), &rd);
+        assert_eq!(q.padding_len(), 0, "padding trimmed before sending");
+        assert_all_removed(dir.path(), &kernel.inner);
+        // A SEV-SNP collector on a tdx_guest entry refuses it.
+        let snp = ConfigfsTsm::with_ops(dir.path().to_path_buf(), None, kernel.clone());
+        assert!(matches!(
+            snp.collect(&rd).unwrap_err(),
+            CollectError::WrongProvider { .. }
+        ));
+    }
+
+    #[test]
+    fn tdx_race_and_wrong_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inner = FakeKernel::new();
+        inner.provider = "tdx_guest".into();
+        let kernel = Arc::new(FakeTdxKernel {
+            inner,
+            device: sim_tdx_device(),
+            race: true,
+        });
+        let tsm = ConfigfsTsm::tdx_with_ops(dir.path().to_path_buf(), kernel);
+        assert!(matches!(
+            tsm.collect(&[1; 64]).unwrap_err(),
+            CollectError::Race { .. }
+        ));
+        let (_d, _k, snp_entry) = setup(FakeKernel::new(), None);
+        let tdx_on_snp =
+            ConfigfsTsm::tdx_with_ops(snp_entry.root.clone(), Arc::new(FakeKernel::new()));
+        assert!(matches!(
+            tdx_on_snp.collect(&[1; 64]).unwrap_err(),
+            CollectError::WrongProvider {
+                want: "tdx_guest",
+                ..
+            }
         ));
     }
 

@@ -2,9 +2,10 @@
 //!
 //! A [`Collector`] turns 64 bytes of REPORT_DATA into evidence signed by the TEE. One implementation per
 //! interface the guest kernel offers: [`ConfigfsTsm`] (the vendor-neutral configfs-tsm report interface,
-//! preferred), [`SevGuest`] (the older `/dev/sev-guest` ioctl) and [`Simulated`] (the simulated SNP device
-//! of `twi_core::sim`, for machines without hardware). [`detect`] picks a hardware source for
-//! `source = "auto"`.
+//! preferred; SEV-SNP reports and TDX quotes), [`SevGuest`] (the older `/dev/sev-guest` ioctl),
+//! [`Simulated`] (the simulated SNP device of `twi_core::sim`) and [`SimulatedTdx`] (the simulated TDX
+//! platform of `twi_core::sim::tdx`), the last two for machines without hardware. [`detect`],
+//! [`detect_tdx`] and [`detect_any`] pick a hardware source for `source = "auto"` / `tee = "auto"`.
 //!
 //! Collection is blocking (file and ioctl I/O that can take a firmware round trip); the service calls it
 //! through `spawn_blocking`.
@@ -12,6 +13,7 @@
 mod configfs_tsm;
 mod sev_guest;
 mod simulated;
+mod simulated_tdx;
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +21,10 @@ use twi_core::snp::layout;
 
 use crate::wire::{Evidence, TeeKind};
 
-pub use configfs_tsm::{ConfigfsTsm, SEV_GUEST_PROVIDER};
+pub use configfs_tsm::{provider_of, ConfigfsTsm, SEV_GUEST_PROVIDER, TDX_GUEST_PROVIDER};
 pub use sev_guest::SevGuest;
 pub use simulated::{Simulated, SIMULATED_WARNING};
+pub use simulated_tdx::{SimulatedTdx, SIMULATED_TDX_WARNING};
 
 /// A source of fresh TEE evidence.
 ///
@@ -119,6 +122,35 @@ pub enum CollectError {
     /// The simulated device failed.
     #[error("simulated SEV-SNP device: {0}")]
     Simulated(#[from] twi_core::sim::SimError),
+    /// The simulated TDX platform failed.
+    #[error("simulated TDX platform: {0}")]
+    SimulatedTdx(twi_core::sim::SimError),
+    /// The TDX quote does not parse (truncated, foreign format).
+    #[error("{source_name} returned an unusable TDX quote: {detail}")]
+    QuoteInvalid {
+        source_name: &'static str,
+        detail: String,
+    },
+    /// `/dev/tdx_guest` exists but configfs-tsm does not give TDX quotes: the device alone cannot.
+    #[error(
+        "{device} exists but configfs-tsm at {configfs} gives no TDX quotes (provider `tdx_guest`). On \
+         current kernels /dev/tdx_guest only returns a TDREPORT (TDX_CMD_GET_REPORT0), which is MACed \
+         for this platform only and cannot be verified remotely; a quote needs the host's quoting \
+         service, reached through configfs-tsm (kernel 6.7+, CONFIG_TSM_REPORTS, mounted configfs, a \
+         host QGS). Mount configfs (`mount -t configfs none /sys/kernel/config`) and check that the \
+         host provides quote generation"
+    )]
+    TdxReportOnly { device: PathBuf, configfs: PathBuf },
+    /// `source = "auto"` found no TDX quote interface.
+    #[error(
+        "no TDX quote interface found: configfs-tsm at {configfs} (provider `tdx_guest`) is absent and \
+         {device} does not exist. Run the agent inside a TDX guest with the tdx-guest driver, or, for \
+         testing only, set tdx {{ source = \"simulated\" }} with a simulated_tdx {{ dir = ... }} block"
+    )]
+    NoTdxDevice { configfs: PathBuf, device: PathBuf },
+    /// `tee = "auto"` found neither TEE.
+    #[error("no TEE found: SEV-SNP: {snp}; TDX: {tdx}")]
+    NoTee { snp: String, tdx: String },
     /// `source = "auto"` found no SEV-SNP interface.
     #[error(
         "no SEV-SNP device found: neither configfs-tsm at {configfs} (provider `sev_guest`) nor {device} \
@@ -179,6 +211,86 @@ pub(crate) fn check_snp_report(
         return Err(CollectError::ReportDataMismatch { source_name });
     }
     Ok(())
+}
+
+/// Checks what every TDX source must return: a quote that parses and carries exactly the REPORTDATA we
+/// asked for. Returns the quote without trailing padding (platforms deliver padded buffers; the wire
+/// carries only the quote).
+pub(crate) fn check_tdx_quote(
+    source_name: &'static str,
+    quote: &[u8],
+    report_data: &[u8; 64],
+) -> Result<Vec<u8>, CollectError> {
+    let q = twi_core::tdx::Quote::parse(quote).map_err(|e| CollectError::QuoteInvalid {
+        source_name,
+        detail: e.to_string(),
+    })?;
+    if q.report_data() != report_data {
+        return Err(CollectError::ReportDataMismatch { source_name });
+    }
+    Ok(q.as_bytes().to_vec())
+}
+
+/// The TDX hardware source `tdx { source = "auto" }` uses: configfs-tsm with provider `tdx_guest`; when
+/// only `/dev/tdx_guest` exists, an error explaining that it gives no quotes.
+///
+/// # Errors
+///
+/// [`CollectError::TdxReportOnly`] or [`CollectError::NoTdxDevice`].
+pub fn detect_tdx(
+    configfs_root: &Path,
+    tdx_guest_device: &Path,
+) -> Result<std::sync::Arc<dyn Collector>, CollectError> {
+    if configfs_root.is_dir() {
+        let tsm = ConfigfsTsm::new_tdx(configfs_root.to_path_buf());
+        match tsm.provider() {
+            Ok(p) if p == TDX_GUEST_PROVIDER => return Ok(std::sync::Arc::new(tsm)),
+            Ok(other) => {
+                tracing::info!(root = %configfs_root.display(), provider = %other, "configfs-tsm is not TDX")
+            }
+            Err(err) => {
+                tracing::info!(root = %configfs_root.display(), error = %err, "configfs-tsm unusable for TDX")
+            }
+        }
+    }
+    if tdx_guest_device.exists() {
+        return Err(CollectError::TdxReportOnly {
+            device: tdx_guest_device.to_path_buf(),
+            configfs: configfs_root.to_path_buf(),
+        });
+    }
+    Err(CollectError::NoTdxDevice {
+        configfs: configfs_root.to_path_buf(),
+        device: tdx_guest_device.to_path_buf(),
+    })
+}
+
+/// `tee = "auto"` with no block deciding: SEV-SNP's interfaces first ([`detect`]), then TDX's
+/// ([`detect_tdx`]); when neither answers, an error carrying both explanations.
+///
+/// # Errors
+///
+/// [`CollectError::NoTee`], or [`CollectError::TdxReportOnly`] (a TDX guest without quote support:
+/// that explanation is the useful one).
+pub fn detect_any(
+    snp_configfs: &Path,
+    sev_guest_device: &Path,
+    vmpl: Option<u32>,
+    tdx_configfs: &Path,
+    tdx_guest_device: &Path,
+) -> Result<std::sync::Arc<dyn Collector>, CollectError> {
+    let snp = match detect(snp_configfs, sev_guest_device, vmpl) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    match detect_tdx(tdx_configfs, tdx_guest_device) {
+        Ok(c) => Ok(c),
+        Err(e @ CollectError::TdxReportOnly { .. }) => Err(e),
+        Err(tdx) => Err(CollectError::NoTee {
+            snp: snp.to_string(),
+            tdx: tdx.to_string(),
+        }),
+    }
 }
 
 /// The hardware source `source = "auto"` uses: configfs-tsm if it exists with provider `sev_guest`,
@@ -249,6 +361,46 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("no SEV-SNP device found"), "{msg}");
         assert!(msg.contains("simulated"), "{msg}");
+    }
+
+    #[test]
+    fn detect_tdx_explains_report_only_device_and_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("tdx_guest");
+        let err = detect_tdx(&dir.path().join("tsm"), &dev).err().unwrap();
+        assert!(matches!(err, CollectError::NoTdxDevice { .. }), "{err}");
+        assert!(err.to_string().contains("simulated_tdx"), "{err}");
+        std::fs::write(&dev, b"").unwrap();
+        let err = detect_tdx(&dir.path().join("tsm"), &dev).err().unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, CollectError::TdxReportOnly { .. }), "{msg}");
+        assert!(
+            msg.contains("TDREPORT") && msg.contains("configfs"),
+            "{msg}"
+        );
+        // tee = auto: the report-only explanation wins over "nothing found".
+        let err = detect_any(
+            &dir.path().join("tsm"),
+            &dir.path().join("sev-guest"),
+            None,
+            &dir.path().join("tsm"),
+            &dev,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, CollectError::TdxReportOnly { .. }), "{err}");
+        std::fs::remove_file(&dev).unwrap();
+        let err = detect_any(
+            &dir.path().join("tsm"),
+            &dir.path().join("sev-guest"),
+            None,
+            &dir.path().join("tsm"),
+            &dev,
+        )
+        .err()
+        .unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("SEV-SNP") && msg.contains("TDX"), "{msg}");
     }
 
     #[test]
