@@ -21,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Verify TEE evidence offline, with the same code the SPIRE server plugin runs.
@@ -29,7 +31,7 @@ enum Command {
     /// Simulated AMD SEV-SNP for machines without the hardware (TEST ROOTS, NOT AMD).
     #[command(subcommand)]
     Sim(SimCommand),
-    /// Measure SNP verification cost against the raw signature floors.
+    /// Measure SNP and TDX verification cost against the raw signature floors (and dcap-qvl for TDX).
     Bench(cmd::bench::BenchArgs),
     /// Run a real SPIRE server and agent with our plugins on simulated SEV-SNP, end to end.
     Demo(cmd::DemoArgs),

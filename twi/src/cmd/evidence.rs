@@ -1,5 +1,6 @@
-//! `twi evidence verify`: one piece of evidence through the verifier core's parse → verify → bind →
-//! appraise, the same `twi_core` calls the SPIRE server plugin makes, at a chosen instant.
+//! `twi evidence verify`: one piece of evidence (SEV-SNP report or Intel TDX quote) through the verifier
+//! core's parse → verify → bind → appraise, the same `twi_core` calls the SPIRE server plugin makes, at
+//! a chosen instant; with `--ear`, also the signed attestation result the server would issue.
 //!
 //! Exit codes: 0 accepted, 1 rejected (the evidence, its certificates or CRLs were refused or cannot be
 //! parsed), 2 usage or I/O error (a file cannot be read, a flag value or the policy/root files are bad).
@@ -11,10 +12,19 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use twi_core::ear::{
+    self, from_snp, from_tdx, tv, Ear, EarIssuer, PolicyId, Refusal, SnpOutcome, TdxOutcome,
+    VerifierKey,
+};
 use twi_core::error::Violation;
 use twi_core::snp::{
     appraise, check_report_data, AttestationReport, CertChain, SnpClaims, SnpPolicy, TcbParts,
     TrustAnchors, Verifier,
+};
+use twi_core::tdx::{
+    self, Collateral, IntelRoots, Masked, Quote, TcbStatus, TdxClaims, TdxPolicy, TdxVerifier,
+    COLLATERAL_FILES,
 };
 use twi_node_attestor::wire;
 
@@ -27,42 +37,64 @@ const MAX_INPUT_FILE: u64 = 1024 * 1024;
 
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The evidence: a 1184-byte SEV-SNP report, or the JSON challenge response (wire
-    /// EvidenceResponse) the agent plugin sends, whose certificate table is used.
+    /// The evidence: a 1184-byte SEV-SNP report, an Intel TDX DCAP quote (v4/v5), or the JSON
+    /// challenge response (wire EvidenceResponse) the agent plugin sends.
     #[arg(long, value_name = "FILE")]
     evidence: PathBuf,
-    /// A certificate of the chain (VCEK/VLEK, ASK/ASVK, ARK; PEM or DER, a PEM file may hold several),
-    /// classified by subject. Untrusted input: only the pinned roots decide.
+    /// SEV-SNP: a certificate of the chain (VCEK/VLEK, ASK/ASVK, ARK; PEM or DER, a PEM file may hold
+    /// several), classified by subject. Untrusted input: only the pinned roots decide.
     #[arg(long = "cert", value_name = "FILE")]
     certs: Vec<PathBuf>,
     /// Verify as of this instant (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     as_of: Option<i64>,
-    /// Require REPORT_DATA to be exactly these 64 bytes (128 hex digits).
+    /// Require REPORT_DATA (TDX: REPORTDATA) to be exactly these 64 bytes (128 hex digits).
     #[arg(long, value_name = "HEX", value_parser = parse_hex64, conflicts_with = "nonce")]
     expect_report_data: Option<[u8; 64]>,
     /// Require REPORT_DATA to start with this nonce (1 to 64 bytes of hex), the rest zero.
     #[arg(long, value_name = "HEX", value_parser = parse_hex_padded64)]
     nonce: Option<[u8; 64]>,
-    /// Appraisal policy, JSON or HCL (fields of the SNP policy; default: the baseline, which refuses
-    /// debug guests and migration agents and pins nothing).
+    /// Appraisal policy, JSON or HCL: the fields of one TEE's policy, or `snp { }` / `tdx { }` sections
+    /// as in the server's plugin_data (default: the baseline, which refuses debug guests, SNP migration
+    /// agents and TDX platforms not UpToDate, and pins nothing).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// Also trust this ARK certificate (PEM or DER), besides AMD's pinned roots.
+    /// Also trust this root certificate (PEM or DER): an AMD ARK for SEV-SNP, an Intel SGX Root CA
+    /// for TDX, besides the vendors' pinned roots.
     #[arg(long = "trust-root", value_name = "FILE")]
     trust_roots: Vec<PathBuf>,
-    /// Also trust this simulated ARK (from `twi sim init`); evidence chaining to it is marked simulated.
+    /// Also trust this simulated root (from `twi sim init`, or the TDX simulator's root.der);
+    /// evidence chaining to it is marked simulated.
     #[arg(long = "simulated-root", value_name = "FILE")]
     simulated_roots: Vec<PathBuf>,
-    /// An AMD CRL (DER) to check the chain against.
+    /// SEV-SNP: an AMD CRL (DER) to check the chain against.
     #[arg(long = "crl", value_name = "FILE")]
     crls: Vec<PathBuf>,
-    /// TDX collateral folder (TDX evidence is not supported yet).
+    /// TDX (required): the collateral folder, with Intel PCS files under their role names
+    /// (tcb_info.json, qe_identity.json, pck_crl.der, root_ca_crl.der, *_issuer_chain.pem).
     #[arg(long, value_name = "DIR")]
     collateral: Option<PathBuf>,
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+    /// Also issue the signed EAR (EAT Attestation Result, compact JWS) of this appraisal, accepted or
+    /// refused: the only stdout line, or field `ear` with --json.
+    #[arg(long)]
+    ear: bool,
+    /// Sign the EAR with this ES256 key (PKCS#8 PEM, mode 0600) instead of an ephemeral one.
+    #[arg(long, value_name = "FILE", requires = "ear")]
+    verifier_key: Option<PathBuf>,
+    /// Write the JWKS that verifies the EAR to this file.
+    #[arg(long, value_name = "FILE", requires = "ear")]
+    jwks_out: Option<PathBuf>,
+}
+
+/// Claims of verified evidence, per TEE.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Claims {
+    Snp(Box<SnpClaims>),
+    Tdx(Box<TdxClaims>),
 }
 
 /// The result printed by `--json`: `verdict`, `tee`, `simulated`, `category`, `reason` and `claims`
@@ -84,16 +116,19 @@ struct Outcome {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     policy_checked: Vec<&'static str>,
     /// Claims of verified evidence (present once verification succeeded, also on a later reject).
-    claims: Option<SnpClaims>,
+    claims: Option<Claims>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
+    /// The signed EAR (compact JWS), with `--ear`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ear: Option<String>,
 }
 
 impl Outcome {
-    fn new(now: i64, evidence_format: &'static str) -> Outcome {
+    fn new(now: i64, tee: &'static str, evidence_format: &'static str) -> Outcome {
         Outcome {
             verdict: "reject",
-            tee: "snp",
+            tee,
             simulated: false,
             category: None,
             reason: None,
@@ -104,15 +139,16 @@ impl Outcome {
             policy_checked: Vec::new(),
             claims: None,
             notes: Vec::new(),
+            ear: None,
         }
     }
 
-    fn reject(mut self, e: twi_core::Error) -> Outcome {
+    fn reject(mut self, e: &twi_core::Error) -> Outcome {
         self.verdict = "reject";
         self.category = Some(e.category());
         self.reason = Some(e.to_string());
         if let twi_core::Error::Policy { violations } = e {
-            self.violations = violations;
+            self.violations.clone_from(violations);
         }
         self
     }
@@ -127,6 +163,15 @@ pub(crate) fn run(args: &VerifyArgs) -> ExitCode {
                     Ok(s) => println!("{s}"),
                     Err(e) => return usage_error(args, &anyhow!("encoding the result: {e}")),
                 }
+            } else if let Some(jws) = &outcome.ear {
+                // stdout is the EAR alone (`> ear.jws`); the verdict goes to stderr.
+                eprintln!(
+                    "{} {} evidence: {}",
+                    outcome.verdict.to_uppercase(),
+                    outcome.tee,
+                    outcome.category.unwrap_or("accepted")
+                );
+                println!("{jws}");
             } else {
                 print_human(&outcome);
             }
@@ -158,60 +203,153 @@ enum Loaded {
         cert_table: Option<Vec<u8>>,
         format: &'static str,
     },
+    Tdx {
+        quote: Vec<u8>,
+        format: &'static str,
+    },
     /// A JSON document that is not a valid challenge response: refused as malformed evidence.
     BadWire(String),
-    Tdx,
+}
+
+/// The configuration files, read before the evidence so that a bad flag is reported as such (exit 2)
+/// whatever the evidence.
+struct Config {
+    policy: Option<(PathBuf, serde_json::Value)>,
+    /// `(flag, path, bytes, simulated)` of every extra root.
+    roots: Vec<(&'static str, PathBuf, Vec<u8>, bool)>,
+    ear: Option<EarCtx>,
+}
+
+/// What an EAR needs besides the appraisal.
+struct EarCtx {
+    key: VerifierKey,
+    issuer: EarIssuer,
+    policy_id: PolicyId,
+    now: i64,
+}
+
+impl EarCtx {
+    fn sign(&self, ear: &Ear) -> Result<String> {
+        ear::sign(ear, &self.key).context("signing the EAR")
+    }
+}
+
+fn load_config(args: &VerifyArgs, now: i64) -> Result<Config> {
+    let mut h = Sha256::new();
+    let policy = match &args.policy {
+        Some(p) => {
+            let bytes = read_capped(p, MAX_INPUT_FILE)?;
+            h.update(b"policy\0");
+            h.update(&bytes);
+            Some((p.clone(), parse_policy_value(p, &bytes)?))
+        }
+        None => None,
+    };
+    let mut roots = Vec::new();
+    for (paths, flag, simulated) in [
+        (&args.trust_roots, "--trust-root", false),
+        (&args.simulated_roots, "--simulated-root", true),
+    ] {
+        for p in paths {
+            let bytes = read_capped(p, MAX_INPUT_FILE)?;
+            h.update(if simulated { b"sim\0" } else { b"root" });
+            h.update(Sha256::digest(&bytes));
+            roots.push((flag, p.clone(), bytes, simulated));
+        }
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    let ear = if args.ear {
+        let key = match &args.verifier_key {
+            Some(p) => VerifierKey::load(p).context("--verifier-key")?,
+            None => VerifierKey::generate(&mut rand_core::OsRng),
+        };
+        if let Some(out) = &args.jwks_out {
+            fs::write(out, key.jwks().to_json())
+                .with_context(|| format!("--jwks-out {}", out.display()))?;
+        }
+        let name = if args.policy.is_some() {
+            "twi-cli"
+        } else {
+            "twi-cli-baseline"
+        };
+        Some(EarCtx {
+            key,
+            issuer: EarIssuer::new(
+                concat!("twi@", env!("CARGO_PKG_VERSION")),
+                ear::DEFAULT_VALIDITY_SECS,
+            ),
+            policy_id: PolicyId::new(name, env!("CARGO_PKG_VERSION"), &hex::encode(digest))
+                .context("EAR policy id")?,
+            now,
+        })
+    } else {
+        None
+    };
+    Ok(Config { policy, roots, ear })
 }
 
 /// `Err` is a usage or I/O error (exit 2); rejects are `Ok` outcomes.
 fn verify(args: &VerifyArgs) -> Result<Outcome> {
     let now = args.as_of.unwrap_or_else(unix_now);
-    let expected_rd = args.expect_report_data.or(args.nonce);
-    // Configuration first, so that a bad flag is reported as such whatever the evidence.
-    let policy = match &args.policy {
-        Some(p) => load_policy(p)?,
-        None => SnpPolicy::default(),
-    };
-    let mut anchors = TrustAnchors::amd();
-    for (paths, simulated) in [(&args.trust_roots, false), (&args.simulated_roots, true)] {
-        for p in paths {
-            let flag = if simulated {
-                "--simulated-root"
-            } else {
-                "--trust-root"
-            };
-            anchors
-                .add_root_pem(&read_capped(p, MAX_INPUT_FILE)?, simulated)
-                .with_context(|| format!("{flag} {}", p.display()))?;
-        }
-    }
+    let config = load_config(args, now)?;
     let loaded = load_evidence(&args.evidence)?;
-    let (report, cert_table, format) = match loaded {
-        Loaded::Tdx => bail!(
-            "{}: TDX evidence is not supported yet",
-            args.evidence.display()
-        ),
+    match loaded {
         Loaded::BadWire(detail) => {
-            return Ok(
-                Outcome::new(now, "json").reject(twi_core::Error::Malformed {
-                    what: "evidence JSON",
-                    detail,
-                }),
-            );
+            let e = twi_core::Error::Malformed {
+                what: "evidence JSON",
+                detail,
+            };
+            let mut out = Outcome::new(now, "unknown", "json").reject(&e);
+            if let Some(ctx) = &config.ear {
+                // Not knowing the TEE, the refusal is reported under the SEV-SNP submod as the server
+                // does for a stream it cannot decode.
+                let ear = from_snp(
+                    &ctx.issuer,
+                    SnpOutcome::Refused(Refusal::from_error(&e, None)),
+                    &[],
+                    None,
+                    &ctx.policy_id,
+                    ctx.now,
+                );
+                out.ear = Some(ctx.sign(&ear)?);
+            }
+            Ok(out)
         }
         Loaded::Snp {
             report,
             cert_table,
             format,
-        } => (report, cert_table, format),
-    };
+        } => verify_snp(args, &config, now, &report, cert_table.as_deref(), format),
+        Loaded::Tdx { quote, format } => verify_tdx(args, &config, now, &quote, format),
+    }
+}
+
+fn verify_snp(
+    args: &VerifyArgs,
+    config: &Config,
+    now: i64,
+    report_bytes: &[u8],
+    cert_table: Option<&[u8]>,
+    format: &'static str,
+) -> Result<Outcome> {
     if args.collateral.is_some() {
         bail!(
             "--collateral is for TDX evidence; {} is SEV-SNP evidence",
             args.evidence.display()
         );
     }
-    let mut out = Outcome::new(now, format);
+    let policy = match &config.policy {
+        Some((path, value)) => snp_policy(path, value)?,
+        None => SnpPolicy::default(),
+    };
+    let mut anchors = TrustAnchors::amd();
+    for (flag, path, bytes, simulated) in &config.roots {
+        anchors
+            .add_root_pem(bytes, *simulated)
+            .with_context(|| format!("{flag} {}", path.display()))?;
+    }
+    let expected_rd = args.expect_report_data.or(args.nonce);
+    let mut out = Outcome::new(now, "snp", format);
     if format == "wire" {
         out.notes.push("key_proof not checked: it needs the agent's instance key (the server plugin checks it)".into());
     }
@@ -227,51 +365,222 @@ fn verify(args: &VerifyArgs) -> Result<Outcome> {
         .iter()
         .map(|p| Ok((p.clone(), read_capped(p, MAX_INPUT_FILE)?)))
         .collect::<Result<_>>()?;
+    let evidence_sha256: [u8; 32] = Sha256::digest(report_bytes).into();
+    let refused = |out: Outcome, e: twi_core::Error| -> Result<Outcome> {
+        let mut out = out.reject(&e);
+        if let Some(ctx) = &config.ear {
+            let ear = from_snp(
+                &ctx.issuer,
+                SnpOutcome::Refused(Refusal::from_error(&e, Some(evidence_sha256))),
+                &[],
+                None,
+                &ctx.policy_id,
+                ctx.now,
+            );
+            out.ear = Some(ctx.sign(&ear)?);
+        }
+        Ok(out)
+    };
 
     // The same calls, in the same order, as the server plugin: parse, chain, verify, bind, appraise.
-    let report = match AttestationReport::parse(&report) {
+    let report = match AttestationReport::parse(report_bytes) {
         Ok(r) => r,
-        Err(e) => return Ok(out.reject(e)),
+        Err(e) => return refused(out, e),
     };
-    let mut chain = match cert_table
-        .as_deref()
-        .map(CertChain::from_cert_table)
-        .transpose()
-    {
+    let mut chain = match cert_table.map(CertChain::from_cert_table).transpose() {
         Ok(c) => c.unwrap_or_default(),
-        Err(e) => return Ok(out.reject(e)),
+        Err(e) => return refused(out, e),
     };
     for (path, bytes) in &certs {
         if let Err(e) = chain.add_pem_or_der(bytes) {
-            return Ok(out.reject(in_file(e, path)));
+            return refused(out, in_file(e, path));
         }
     }
     let mut verifier = Verifier::new(anchors);
     for (path, bytes) in &crls {
         if let Err(e) = verifier.add_crl_der(bytes) {
-            return Ok(out.reject(in_file(e, path)));
+            return refused(out, in_file(e, path));
         }
     }
     let verified = match verifier.verify(&report, &chain, now) {
         Ok(v) => v,
-        Err(e) => return Ok(out.reject(e)),
+        Err(e) => return refused(out, e),
     };
     out.simulated = verified.simulated();
-    out.claims = Some(verified.claims());
+    out.claims = Some(Claims::Snp(Box::new(verified.claims())));
+    let mut result = Ok(());
     if let Some(want) = &expected_rd {
         out.report_data_checked = true;
-        if let Err(e) = check_report_data(verified.report(), want) {
-            return Ok(out.reject(e));
-        }
+        result = check_report_data(verified.report(), want);
     }
-    match appraise(&verified, &policy) {
+    let result = result.and_then(|()| appraise(&verified, &policy));
+    if let Some(ctx) = &config.ear {
+        let own = *verified.report().report_data();
+        let mut ear = from_snp(
+            &ctx.issuer,
+            SnpOutcome::Verified {
+                verified: &verified,
+                policy: &policy,
+                expected_report_data: expected_rd.as_ref().unwrap_or(&own),
+                instance_key_spki: &[],
+            },
+            &[],
+            None,
+            &ctx.policy_id,
+            ctx.now,
+        );
+        without_instance_key(&mut ear, expected_rd.is_some());
+        out.ear = Some(ctx.sign(&ear)?);
+    }
+    match result {
         Ok(appraisal) => {
             out.verdict = "accept";
             out.policy_checked = appraisal.checked;
             Ok(out)
         }
-        Err(e) => Ok(out.reject(e)),
+        Err(e) => Ok(out.reject(&e)),
     }
+}
+
+/// `from_snp` always binds REPORT_DATA to an instance key; the CLI has none. Drops the key-binding
+/// claim, and the instance-identity claim when REPORT_DATA was not checked at all, so the EAR claims
+/// no more than this command checked.
+fn without_instance_key(ear: &mut Ear, report_data_checked: bool) {
+    for a in ear.submods.values_mut() {
+        a.key_binding = None;
+        if !report_data_checked {
+            a.trust_vector.instance_identity = tv::NO_CLAIM;
+            if a.status != ear::Status::Contraindicated {
+                let worst = a.trust_vector.worst();
+                a.status = if a.simulated == Some(true) {
+                    worst.max(ear::Status::Warning)
+                } else {
+                    worst
+                };
+            }
+        }
+    }
+    ear.status = ear.combined_status();
+}
+
+fn verify_tdx(
+    args: &VerifyArgs,
+    config: &Config,
+    now: i64,
+    quote_bytes: &[u8],
+    format: &'static str,
+) -> Result<Outcome> {
+    let Some(dir) = &args.collateral else {
+        bail!(
+            "{} is an Intel TDX quote: --collateral DIR is required (Intel PCS collateral: {})",
+            args.evidence.display(),
+            COLLATERAL_FILES.join(", ")
+        );
+    };
+    if let Some(flag) = [
+        (!args.certs.is_empty(), "--cert"),
+        (!args.crls.is_empty(), "--crl"),
+    ]
+    .iter()
+    .find_map(|(set, f)| set.then_some(*f))
+    {
+        bail!("{flag} is for SEV-SNP evidence; a TDX quote carries its PCK chain and --collateral its CRLs");
+    }
+    let policy = match &config.policy {
+        Some((path, value)) => tdx_policy(path, value)?,
+        None => TdxPolicy::default(),
+    };
+    let mut roots = IntelRoots::intel();
+    for (flag, path, bytes, simulated) in &config.roots {
+        let der = pem_or_der(bytes).with_context(|| format!("{flag} {}", path.display()))?;
+        roots
+            .add_root_der(&der, *simulated)
+            .with_context(|| format!("{flag} {}", path.display()))?;
+    }
+    // A missing or unreadable collateral file is an I/O error (exit 2); a bad one is a reject.
+    let collateral = match Collateral::from_dir(dir) {
+        Ok(c) => Ok(c),
+        Err(twi_core::Error::Internal { detail }) => bail!("--collateral: {detail}"),
+        Err(e) => Err(e),
+    };
+    let expected_rd = args.expect_report_data.or(args.nonce);
+    let mut out = Outcome::new(now, "tdx", format);
+    if format == "wire" {
+        out.notes.push("key_proof not checked: it needs the agent's instance key (the server plugin checks it)".into());
+    }
+    let evidence_sha256: [u8; 32] = Sha256::digest(quote_bytes).into();
+    let refused = |out: Outcome, e: twi_core::Error| -> Result<Outcome> {
+        let mut out = out.reject(&e);
+        if let Some(ctx) = &config.ear {
+            let ear = from_tdx(
+                &ctx.issuer,
+                TdxOutcome::Refused(Refusal::from_error(&e, Some(evidence_sha256))),
+                &[],
+                None,
+                &ctx.policy_id,
+                ctx.now,
+            );
+            out.ear = Some(ctx.sign(&ear)?);
+        }
+        Ok(out)
+    };
+
+    let quote = match Quote::parse(quote_bytes) {
+        Ok(q) => q,
+        Err(e) => return refused(out, e),
+    };
+    let collateral = match collateral {
+        Ok(c) => c,
+        Err(e) => return refused(out, e),
+    };
+    let verified = match TdxVerifier::new(roots).verify(&quote, &collateral, now) {
+        Ok(v) => v,
+        Err(e) => return refused(out, e),
+    };
+    out.simulated = verified.simulated();
+    out.claims = Some(Claims::Tdx(Box::new(verified.claims())));
+    let mut result = Ok(());
+    if let Some(want) = &expected_rd {
+        out.report_data_checked = true;
+        result = tdx::check_report_data(verified.quote(), want);
+    }
+    let result = result.and_then(|()| tdx::appraise(&verified, &policy));
+    if let Some(ctx) = &config.ear {
+        let ear = from_tdx(
+            &ctx.issuer,
+            TdxOutcome::Verified {
+                verified: &verified,
+                policy: &policy,
+                expected_report_data: expected_rd.as_ref(),
+                instance_key_spki: None,
+            },
+            &[],
+            None,
+            &ctx.policy_id,
+            ctx.now,
+        );
+        out.ear = Some(ctx.sign(&ear)?);
+    }
+    match result {
+        Ok(appraisal) => {
+            out.verdict = "accept";
+            out.policy_checked = appraisal.checked;
+            Ok(out)
+        }
+        Err(e) => Ok(out.reject(&e)),
+    }
+}
+
+/// DER as is, or the first certificate of a PEM file.
+fn pem_or_der(bytes: &[u8]) -> Result<Vec<u8>> {
+    if bytes.first() == Some(&0x30) {
+        return Ok(bytes.to_vec());
+    }
+    use der::DecodePem as _;
+    let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("neither DER nor PEM text"))?;
+    let cert = x509_cert::Certificate::from_pem(text.trim())
+        .map_err(|e| anyhow!("not a PEM certificate: {e}"))?;
+    der::Encode::to_der(&cert).map_err(|e| anyhow!("re-encoding the certificate: {e}"))
 }
 
 /// Names the offending file in a parse error of a `--cert`/`--crl` input.
@@ -308,8 +617,11 @@ fn load_evidence(path: &Path) -> Result<Loaded> {
                     cert_table: snp.cert_table,
                     format: "wire",
                 },
-                // Non-exhaustive: TDX evidence comes in a later issue.
-                _ => Loaded::Tdx,
+                wire::Evidence::Tdx(tdx) => Loaded::Tdx {
+                    quote: tdx.quote,
+                    format: "wire",
+                },
+                other => Loaded::BadWire(format!("unsupported evidence {other:?}")),
             },
             Err(e) => Loaded::BadWire(e.to_string()),
         });
@@ -320,7 +632,10 @@ fn load_evidence(path: &Path) -> Result<Loaded> {
         (bytes.get(0..2), bytes.get(2..4), bytes.get(4..8))
     {
         if matches!(v, 4 | 5) {
-            return Ok(Loaded::Tdx);
+            return Ok(Loaded::Tdx {
+                quote: bytes,
+                format: "raw",
+            });
         }
     }
     Ok(Loaded::Snp {
@@ -330,8 +645,173 @@ fn load_evidence(path: &Path) -> Result<Loaded> {
     })
 }
 
-/// The `--policy` file: the fields of [`SnpPolicy`] with hex strings for byte values. Kept in the CLI
-/// for now; it may move to twi-core when the server plugin reads the same format.
+/// Parses a policy file into a generic value: JSON when it starts with `{`, else HCL. The TEE of the
+/// evidence then decides which policy type reads it.
+fn parse_policy_value(path: &Path, bytes: &[u8]) -> Result<serde_json::Value> {
+    let text = std::str::from_utf8(bytes)
+        .with_context(|| format!("policy {} is not UTF-8", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).with_context(|| format!("policy {} (JSON)", path.display()))
+    } else {
+        hcl::from_str(text).with_context(|| format!("policy {} (HCL)", path.display()))
+    }
+}
+
+/// The section of a policy file for one TEE: the `snp { }` / `tdx { }` block when the file has
+/// sections (as the server's plugin_data), else the whole file (flat fields of that TEE's policy).
+fn policy_section<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    value: &serde_json::Value,
+    tee: &str,
+) -> Result<T> {
+    let sectioned = value
+        .as_object()
+        .is_some_and(|m| m.contains_key("snp") || m.contains_key("tdx"));
+    let body = if sectioned {
+        let map = value.as_object().into_iter().flatten();
+        if let Some((k, _)) = map.clone().find(|(k, _)| *k != "snp" && *k != "tdx") {
+            bail!(
+                "policy {}: {k:?} is outside the snp {{ }} / tdx {{ }} sections",
+                path.display()
+            );
+        }
+        match value.get(tee) {
+            Some(v) => v.clone(),
+            None => bail!(
+                "policy {} has no {tee} {{ }} section for this {tee} evidence",
+                path.display()
+            ),
+        }
+    } else {
+        value.clone()
+    };
+    serde_json::from_value(body).with_context(|| format!("policy {} ({tee})", path.display()))
+}
+
+fn snp_policy(path: &Path, value: &serde_json::Value) -> Result<SnpPolicy> {
+    policy_section::<PolicyFile>(path, value, "snp")?
+        .into_policy()
+        .with_context(|| format!("policy {}", path.display()))
+}
+
+fn tdx_policy(path: &Path, value: &serde_json::Value) -> Result<TdxPolicy> {
+    policy_section::<TdxPolicyFile>(path, value, "tdx")?
+        .into_policy()
+        .with_context(|| format!("policy {}", path.display()))
+}
+
+/// Hex strings of `N` bytes.
+fn pins<const N: usize>(field: &str, values: &[String]) -> Result<Vec<[u8; N]>> {
+    values
+        .iter()
+        .map(|v| {
+            let bytes = hex::decode(v.trim().trim_start_matches("0x"))
+                .map_err(|e| anyhow!("{field}: {v:?} is not hex: {e}"))?;
+            <[u8; N]>::try_from(bytes.as_slice())
+                .map_err(|_| anyhow!("{field}: {v:?} is {} bytes, want {N}", bytes.len()))
+        })
+        .collect()
+}
+
+/// The TDX section of a `--policy` file: the fields of [`TdxPolicy`], named as the policy fields
+/// (and the violations) are, with hex strings for measurements.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TdxPolicyFile {
+    #[serde(default)]
+    allow_debug: bool,
+    /// Intel's spelling (`UpToDate`, `SWHardeningNeeded`, …); default `["UpToDate"]`.
+    #[serde(default)]
+    allowed_tcb_statuses: Option<Vec<TcbStatus>>,
+    #[serde(default)]
+    allowed_advisory_ids: Option<Vec<String>>,
+    #[serde(default)]
+    mrtd: Vec<String>,
+    #[serde(default)]
+    rtmr0: Vec<String>,
+    #[serde(default)]
+    rtmr1: Vec<String>,
+    #[serde(default)]
+    rtmr2: Vec<String>,
+    #[serde(default)]
+    rtmr3: Vec<String>,
+    #[serde(default)]
+    mrconfigid: Vec<String>,
+    #[serde(default)]
+    mrowner: Vec<String>,
+    #[serde(default)]
+    mrownerconfig: Vec<String>,
+    #[serde(default)]
+    xfam: Option<MaskedFile>,
+    #[serde(default)]
+    td_attributes: Option<MaskedFile>,
+}
+
+/// `{ value = …, mask = … }`: numbers, or hex strings (`"0x10000000"`) for values beyond 2^53.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskedFile {
+    value: U64OrHex,
+    mask: U64OrHex,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum U64OrHex {
+    Num(u64),
+    Hex(String),
+}
+
+impl U64OrHex {
+    fn get(&self, field: &str) -> Result<u64> {
+        match self {
+            U64OrHex::Num(n) => Ok(*n),
+            U64OrHex::Hex(s) => {
+                let t = s.trim();
+                let digits = t.strip_prefix("0x").unwrap_or(t);
+                u64::from_str_radix(digits, 16)
+                    .map_err(|e| anyhow!("{field}: {s:?} is not a hex u64: {e}"))
+            }
+        }
+    }
+}
+
+impl TdxPolicyFile {
+    fn into_policy(self) -> Result<TdxPolicy> {
+        let masked = |field: &str, m: Option<MaskedFile>| -> Result<Option<Masked>> {
+            m.map(|m| {
+                Ok(Masked {
+                    value: m.value.get(field)?,
+                    mask: m.mask.get(field)?,
+                })
+            })
+            .transpose()
+        };
+        let base = TdxPolicy::default();
+        Ok(TdxPolicy {
+            allow_debug: self.allow_debug,
+            allowed_tcb_statuses: self
+                .allowed_tcb_statuses
+                .unwrap_or(base.allowed_tcb_statuses),
+            allowed_advisory_ids: self.allowed_advisory_ids,
+            mrtd: pins::<48>("mrtd", &self.mrtd)?,
+            rtmr: [
+                pins::<48>("rtmr0", &self.rtmr0)?,
+                pins::<48>("rtmr1", &self.rtmr1)?,
+                pins::<48>("rtmr2", &self.rtmr2)?,
+                pins::<48>("rtmr3", &self.rtmr3)?,
+            ],
+            mrconfigid: pins::<48>("mrconfigid", &self.mrconfigid)?,
+            mrowner: pins::<48>("mrowner", &self.mrowner)?,
+            mrownerconfig: pins::<48>("mrownerconfig", &self.mrownerconfig)?,
+            xfam: masked("xfam", self.xfam)?,
+            td_attributes: masked("td_attributes", self.td_attributes)?,
+        })
+    }
+}
+
+/// The SEV-SNP section of a `--policy` file: the fields of [`SnpPolicy`] with hex strings for byte
+/// values (the same names as the server's `snp { }` block).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
@@ -366,17 +846,6 @@ struct TcbFile {
 
 impl PolicyFile {
     fn into_policy(self) -> Result<SnpPolicy> {
-        fn pins<const N: usize>(field: &str, values: &[String]) -> Result<Vec<[u8; N]>> {
-            values
-                .iter()
-                .map(|v| {
-                    let bytes = hex::decode(v.trim().trim_start_matches("0x"))
-                        .map_err(|e| anyhow!("{field}: {v:?} is not hex: {e}"))?;
-                    <[u8; N]>::try_from(bytes.as_slice())
-                        .map_err(|_| anyhow!("{field}: {v:?} is {} bytes, want {N}", bytes.len()))
-                })
-                .collect()
-        }
         Ok(SnpPolicy {
             allow_debug: self.allow_debug,
             allow_migrate_ma: self.allow_migrate_ma,
@@ -399,28 +868,14 @@ impl PolicyFile {
     }
 }
 
-/// Reads a policy file: JSON when it starts with `{`, else HCL.
-fn load_policy(path: &Path) -> Result<SnpPolicy> {
-    let bytes = read_capped(path, MAX_INPUT_FILE)?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("policy {} is not UTF-8", path.display()))?;
-    let file: PolicyFile = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).with_context(|| format!("policy {} (JSON)", path.display()))?
-    } else {
-        hcl::from_str(text).with_context(|| format!("policy {} (HCL)", path.display()))?
-    };
-    file.into_policy()
-        .with_context(|| format!("policy {}", path.display()))
-}
-
 fn print_human(o: &Outcome) {
-    let sim = if o.simulated {
-        "  [SIMULATED: chain ends in a test root, not AMD hardware]"
-    } else {
-        ""
+    let sim = match (o.simulated, o.tee) {
+        (false, _) => "",
+        (true, "tdx") => "  [SIMULATED: chain ends in a test root, not Intel hardware]",
+        (true, _) => "  [SIMULATED: chain ends in a test root, not AMD hardware]",
     };
     match (o.verdict, &o.claims) {
-        ("accept", Some(c)) => {
+        ("accept", Some(Claims::Snp(c))) => {
             let key = serde_json::to_value(c.signing_key)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned));
@@ -432,6 +887,10 @@ fn print_human(o: &Outcome) {
                 o.as_of
             );
         }
+        ("accept", Some(Claims::Tdx(c))) => println!(
+            "ACCEPT  {} evidence (quote v{}, FMSPC {}, TCB {}) as of {}{sim}",
+            o.tee, c.quote_version, c.fmspc, c.tcb_status, o.as_of
+        ),
         ("accept", None) => println!("ACCEPT  {} evidence as of {}{sim}", o.tee, o.as_of),
         _ => println!(
             "REJECT  {} evidence as of {}: {}: {}{sim}",
@@ -506,5 +965,60 @@ mod tests {
             ok.into_policy().unwrap().allowed_host_data,
             vec![[0xab; 32]]
         );
+    }
+
+    #[test]
+    fn tdx_policy_sections_and_flat_fields() {
+        let mrtd = "ab".repeat(48);
+        let hcl = format!(
+            "snp {{\n  allow_debug = true\n}}\ntdx {{\n  allow_debug = true\n  \
+             allowed_tcb_statuses = [\"UpToDate\", \"SWHardeningNeeded\"]\n  mrtd = [\"{mrtd}\"]\n  \
+             rtmr2 = [\"{mrtd}\"]\n  td_attributes {{\n    value = \"0x10000000\"\n    mask = 268435456\n  }}\n}}\n"
+        );
+        let path = Path::new("p.hcl");
+        let v = parse_policy_value(path, hcl.as_bytes()).unwrap();
+        let t = tdx_policy(path, &v).unwrap();
+        assert!(t.allow_debug);
+        assert_eq!(
+            t.allowed_tcb_statuses,
+            [TcbStatus::UpToDate, TcbStatus::SWHardeningNeeded]
+        );
+        assert_eq!(
+            (t.mrtd.clone(), t.rtmr[2].clone()),
+            (vec![[0xab; 48]], vec![[0xab; 48]])
+        );
+        assert!(t.rtmr[0].is_empty());
+        assert_eq!(
+            t.td_attributes,
+            Some(Masked {
+                value: 1 << 28,
+                mask: 1 << 28
+            })
+        );
+        assert!(snp_policy(path, &v).unwrap().allow_debug);
+
+        // Flat fields are one TEE's policy; a flat SNP field is unknown to TDX.
+        let flat = parse_policy_value(path, br#"{"allowed_measurements": []}"#).unwrap();
+        assert!(snp_policy(path, &flat).is_ok());
+        let e = format!("{:#}", tdx_policy(path, &flat).unwrap_err());
+        assert!(e.contains("allowed_measurements"), "{e}");
+        // Defaults: the baseline.
+        let empty = parse_policy_value(path, b"{}").unwrap();
+        assert_eq!(tdx_policy(path, &empty).unwrap(), TdxPolicy::default());
+        // Sections: the evidence's TEE must have one, and nothing may sit outside them.
+        let only_snp = parse_policy_value(path, b"snp {\n allow_debug = true\n}\n").unwrap();
+        let e = format!("{:#}", tdx_policy(path, &only_snp).unwrap_err());
+        assert!(e.contains("no tdx { } section"), "{e}");
+        let mixed = parse_policy_value(path, br#"{"tdx": {}, "allow_debug": true}"#).unwrap();
+        assert!(format!("{:#}", tdx_policy(path, &mixed).unwrap_err()).contains("outside"));
+        for bad in [
+            r#"{"allowed_tcb_statuses": ["Fine"]}"#,
+            r#"{"rtmr4": []}"#,
+            r#"{"mrtd": ["00"]}"#,
+            r#"{"xfam": {"value": "0xzz", "mask": 1}}"#,
+        ] {
+            let v = parse_policy_value(path, bad.as_bytes()).unwrap();
+            assert!(tdx_policy(path, &v).is_err(), "{bad}");
+        }
     }
 }
