@@ -45,6 +45,47 @@ pub fn plugin(name: &str) -> Result<PluginBinary> {
     PluginBinary::new(&p)
 }
 
+/// The `twi` operator CLI of this build (built by `cargo build --workspace --bins`).
+pub fn twi_cli() -> Result<PathBuf> {
+    let p = bin_dir()?.join("twi");
+    if !p.is_file() {
+        bail!(
+            "{} is missing: build it first (`cargo build --workspace --bins`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Where the server plugin keeps its signed attestation results in a test.
+#[derive(Debug, Clone)]
+pub struct ResultFiles {
+    pub database: PathBuf,
+    pub verifier_key: PathBuf,
+    pub jwks: PathBuf,
+}
+
+impl ResultFiles {
+    /// Files under `dir` (which must exist).
+    pub fn in_dir(dir: &Path) -> ResultFiles {
+        ResultFiles {
+            database: dir.join("results.db"),
+            verifier_key: dir.join("verifier-key.pem"),
+            jwks: dir.join("verifier-jwks.json"),
+        }
+    }
+
+    /// The `attestation_results` block of the server plugin's `plugin_data`.
+    pub fn hcl(&self) -> String {
+        format!(
+            "attestation_results {{\n  database = {}\n  verifier_key_path = {}\n  jwks_path = {}\n}}\n",
+            hcl_string(&format!("sqlite://{}", self.database.display())),
+            hcl_string(&self.verifier_key.to_string_lossy()),
+            hcl_string(&self.jwks.to_string_lossy())
+        )
+    }
+}
+
 /// The faulty agent plugin (test only), with its checksum.
 pub fn faulty_agent() -> Result<PluginBinary> {
     plugin("twi-test-faulty-agent")
@@ -122,6 +163,61 @@ pub fn agent_settings(
             data: format!(
                 "snp {{\n  source = \"simulated\"\n}}\nsimulated {{\n  dir = {}\n{simulated_extra}\n}}",
                 hcl_string(&sim_dir.to_string_lossy())
+            ),
+        },
+    }
+}
+
+/// A fresh simulated Intel TDX root set (root, PCK chain, collateral) in a temp dir.
+pub fn new_tdx_sim_dir() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("twi-sim-tdx-").tempdir()?;
+    twi_core::sim::tdx::init(
+        dir.path(),
+        &twi_core::sim::tdx::TdxInitOptions::new(unix_now()),
+    )?;
+    Ok(dir)
+}
+
+/// Server settings for a mixed fleet: our node attestor with an `snp` section trusting `snp_roots` and a
+/// `tdx` section trusting the simulated TDX root set `tdx_dir` (its root and collateral), with extra HCL
+/// inside the `tdx` block.
+pub fn mixed_server_settings(
+    snp_roots: &[&Path],
+    tdx_dir: &Path,
+    tdx_extra: &str,
+) -> Result<ServerSettings> {
+    let mut settings = server_settings(snp_roots, "")?;
+    let layout = twi_core::sim::tdx::TdxSimLayout::in_dir(tdx_dir);
+    if let Some(block) = settings.plugins.first_mut() {
+        block.data.push_str(&format!(
+            "\ntdx {{\n  collateral_dir = {}\n  simulated_roots = [{}]\n{tdx_extra}\n}}",
+            hcl_string(&layout.collateral_dir.to_string_lossy()),
+            hcl_string(&layout.root_der.to_string_lossy()),
+        ));
+    }
+    Ok(settings)
+}
+
+/// Agent settings for a simulated TD on the TDX root set `tdx_dir`, with extra HCL inside its
+/// `simulated_tdx` block and the instance key persisted in the agent's own directory.
+pub fn tdx_agent_settings(
+    name: &str,
+    binary: PluginBinary,
+    tdx_dir: &Path,
+    simulated_tdx_extra: &str,
+    instance_key_path: &Path,
+) -> AgentSettings {
+    AgentSettings {
+        name: name.into(),
+        node_attestor: PluginBlock {
+            kind: "NodeAttestor".into(),
+            name: PLUGIN_NAME.into(),
+            binary: Some(binary),
+            args: vec![],
+            data: format!(
+                "tdx {{\n  source = \"simulated\"\n}}\nsimulated_tdx {{\n  dir = {}\n{simulated_tdx_extra}\n}}\ninstance_key_path = {}",
+                hcl_string(&tdx_dir.to_string_lossy()),
+                hcl_string(&instance_key_path.to_string_lossy()),
             ),
         },
     }

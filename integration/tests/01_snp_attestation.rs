@@ -1,11 +1,13 @@
 //! A SPIRE agent in a (simulated) SEV-SNP confidential VM attests through our plugins to a real SPIRE
 //! server; a workload under that agent fetches its X.509-SVID over the Workload API; the agent
-//! re-attests with fresh evidence and keeps its ID.
+//! re-attests with fresh evidence and keeps its ID. Each attestation's signed result (EAR) is stored
+//! under the agent ID and verifies with the JWKS the server plugin wrote, in code and with `twi ear verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
 
 use twi::spire::{SpireAgent, SpireServer};
+use twi_core::ear::{self, Jwks, Status as EarStatus, SNP_SUBMOD};
 use twi_integration::*;
 
 #[test]
@@ -16,6 +18,11 @@ fn agent_attests_workload_gets_svid_and_agent_reattests() -> anyhow::Result<()> 
     let mut settings = server_settings(&[sim], "")?;
     // A short agent SVID lifetime makes the agent rotate, and so re-attest, within the test.
     settings.extra = "  agent_ttl = \"20s\"".into();
+    let results_dir = run.path().join("results");
+    std::fs::create_dir(&results_dir)?;
+    let results = ResultFiles::in_dir(&results_dir);
+    settings.plugins[0].data.push('\n');
+    settings.plugins[0].data.push_str(&results.hcl());
     let server = SpireServer::start(&bins, run.path(), &settings)?;
     let mut agent = SpireAgent::start(
         &bins,
@@ -78,6 +85,45 @@ fn agent_attests_workload_gets_svid_and_agent_reattests() -> anyhow::Result<()> 
         "agent show: {shown}"
     );
 
+    // 2b. The attestation's signed result is stored under the agent ID and verifies with the JWKS
+    //     the plugin wrote at Configure: warning (simulated TEE), with the agent ID and a nonce.
+    let store = twi_results::open(&format!("sqlite://{}", results.database.display()))?;
+    let row = store
+        .latest(&agent_id)?
+        .expect("an attestation result stored for the agent");
+    let jwks = Jwks::from_json(&std::fs::read(&results.jwks)?)?;
+    let claims = ear::verify(&row.ear_jws, &jwks, i64::try_from(unix_now())?)?;
+    assert_eq!(claims.status, EarStatus::Warning);
+    assert_eq!(claims.agent_id.as_deref(), Some(agent_id.as_str()));
+    let snp = &claims.submods[SNP_SUBMOD];
+    assert_eq!(snp.simulated, Some(true));
+    assert!(snp.nonce.is_some(), "the EAR names the challenge");
+    assert_eq!(row.meta.status, "warning");
+    let ear_file = run.path().join("agent.ear");
+    std::fs::write(&ear_file, &row.ear_jws)?;
+    let out = std::process::Command::new(twi_cli()?)
+        .args(["ear", "verify", "--json", "--ear"])
+        .arg(&ear_file)
+        .arg("--jwks")
+        .arg(&results.jwks)
+        .output()?;
+    // Exit 1 by design: valid, but a simulated TEE is never affirming.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "twi ear verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["affirming"], false, "{verdict}");
+    assert_eq!(verdict["status"], "warning", "{verdict}");
+    assert_eq!(
+        verdict["ear"]["https://twi-spire.dev/agent-id"],
+        agent_id.as_str(),
+        "{verdict}"
+    );
+
     // 3. A workload entry whose parent is that agent: the workload gets its SVID.
     let workload_id = format!("spiffe://{TRUST_DOMAIN}/e2e/workload");
     server.entry_create(
@@ -119,6 +165,10 @@ fn agent_attests_workload_gets_svid_and_agent_reattests() -> anyhow::Result<()> 
         "re-attestation must not create another agent: {agents:?}"
     );
     assert_eq!(agents[0].spiffe_id, agent_id);
+    // Every attestation left its result: at least two now, the newest one fresh.
+    let history = store.history(&agent_id, 10)?;
+    assert!(history.len() >= 2, "{} results stored", history.len());
+    ear::verify(&history[0].ear_jws, &jwks, i64::try_from(unix_now())?)?;
     Ok(())
 }
 
