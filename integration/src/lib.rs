@@ -170,11 +170,18 @@ pub fn agent_settings(
 
 /// A fresh simulated Intel TDX root set (root, PCK chain, collateral) in a temp dir.
 pub fn new_tdx_sim_dir() -> Result<tempfile::TempDir> {
+    new_tdx_sim_dir_with(|_| {})
+}
+
+/// As [`new_tdx_sim_dir`], with the options changed by `adjust` first (an out-of-date TCB, stale
+/// collateral, a revoked PCK: the platform states the negative tests need).
+pub fn new_tdx_sim_dir_with(
+    adjust: impl FnOnce(&mut twi_core::sim::tdx::TdxInitOptions),
+) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix("twi-sim-tdx-").tempdir()?;
-    twi_core::sim::tdx::init(
-        dir.path(),
-        &twi_core::sim::tdx::TdxInitOptions::new(unix_now()),
-    )?;
+    let mut opts = twi_core::sim::tdx::TdxInitOptions::new(unix_now());
+    adjust(&mut opts);
+    twi_core::sim::tdx::init(dir.path(), &opts)?;
     Ok(dir)
 }
 

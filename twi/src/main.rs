@@ -28,7 +28,7 @@ enum Command {
     /// Verify TEE evidence offline, with the same code the SPIRE server plugin runs.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
-    /// Simulated AMD SEV-SNP for machines without the hardware (TEST ROOTS, NOT AMD).
+    /// Simulated AMD SEV-SNP and Intel TDX for machines without the hardware (TEST ROOTS, NOT AMD OR INTEL).
     #[command(subcommand)]
     Sim(SimCommand),
     /// Measure SNP and TDX verification cost against the raw signature floors (and dcap-qvl for TDX).
@@ -51,6 +51,10 @@ enum SimCommand {
     Init(cmd::sim::InitArgs),
     /// Write a report signed by a simulated root set.
     Report(cmd::sim::ReportArgs),
+    /// Create a simulated Intel TDX root set (root, PCK chain, keys) and its collateral in a folder.
+    TdxInit(cmd::sim_tdx::TdxInitArgs),
+    /// Write a v4 quote signed by a simulated TDX root set.
+    TdxQuote(cmd::sim_tdx::TdxQuoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
         Command::Ear(args) => return cmd::ear::run(args),
         Command::Sim(SimCommand::Init(args)) => cmd::sim::init(&args),
         Command::Sim(SimCommand::Report(args)) => cmd::sim::report(&args),
+        Command::Sim(SimCommand::TdxInit(args)) => cmd::sim_tdx::init(&args),
+        Command::Sim(SimCommand::TdxQuote(args)) => cmd::sim_tdx::quote(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Demo(args) => cmd::demo(&args),
     };

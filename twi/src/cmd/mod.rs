@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod ear;
 pub(crate) mod evidence;
 pub(crate) mod sim;
+pub(crate) mod sim_tdx;
 
 use std::path::PathBuf;
 
