@@ -17,6 +17,7 @@
 pub mod bench_support;
 pub mod ear;
 pub mod error;
+pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod snp;
