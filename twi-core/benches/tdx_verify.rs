@@ -25,8 +25,9 @@ fn fixtures() -> (tempfile::TempDir, Vec<TdxFixture>) {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs();
-    let mut out = vec![TdxFixture::simulated(&dir.path().join("sim-tdx"), now)
-        .expect("simulated TDX fixture")];
+    let mut out = vec![
+        TdxFixture::simulated(&dir.path().join("sim-tdx"), now).expect("simulated TDX fixture")
+    ];
     match TdxFixture::from_vector(Path::new(TESTDATA), &TDX_DQ_B0C06F_V4)
         .expect("real TDX vector fixture")
     {

@@ -442,8 +442,7 @@ impl DcapInputs {
             String::from_utf8(b.to_vec()).map_err(|e| format!("{what}: {e}"))
         };
         let (tcb_info, tcb_info_signature) = split_signed(&c.tcb_info, "tcbInfo")?;
-        let (qe_identity, qe_identity_signature) =
-            split_signed(&c.qe_identity, "enclaveIdentity")?;
+        let (qe_identity, qe_identity_signature) = split_signed(&c.qe_identity, "enclaveIdentity")?;
         Ok(DcapInputs {
             quote: quote.to_vec(),
             pck_crl_issuer_chain: text("PCK CRL issuer chain", &c.pck_crl_issuer_chain)?,
@@ -564,12 +563,13 @@ impl TdxFixture {
             path: quote_path.clone(),
             source,
         })?;
-        let collateral = Collateral::from_dir(testdata.join(case.collateral_dir)).map_err(
-            |source| BenchError::Verify {
-                name: case.name.to_owned(),
-                source,
-            },
-        )?;
+        let collateral =
+            Collateral::from_dir(testdata.join(case.collateral_dir)).map_err(|source| {
+                BenchError::Verify {
+                    name: case.name.to_owned(),
+                    source,
+                }
+            })?;
         let now =
             time::OffsetDateTime::parse(case.as_of, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| BenchError::Floor {
@@ -577,7 +577,15 @@ impl TdxFixture {
                     detail: format!("as_of: {e}"),
                 })?
                 .unix_timestamp();
-        TdxFixture::new(case.name, &quote, collateral, IntelRoots::intel(), None, now).map(Some)
+        TdxFixture::new(
+            case.name,
+            &quote,
+            collateral,
+            IntelRoots::intel(),
+            None,
+            now,
+        )
+        .map(Some)
     }
 
     /// A fresh simulated Intel root set in `dir` (P-256, as Intel's), one quote from its device, its
@@ -661,7 +669,8 @@ impl TdxFixture {
     /// # Errors
     /// The verification or appraisal error, if any.
     pub fn cold(&self) -> Result<TdxAppraisal, Error> {
-        let v = TdxVerifier::new(self.roots.clone()).verify(&self.quote, &self.collateral, self.now)?;
+        let v =
+            TdxVerifier::new(self.roots.clone()).verify(&self.quote, &self.collateral, self.now)?;
         tdx_appraise(&v, &self.policy)
     }
 }

@@ -221,11 +221,8 @@ fn dcap_verify(
 ) -> std::result::Result<String, String> {
     let r = match &d.root_ca_der {
         None => dcap_qvl::verify::verify(&d.quote, collateral, d.now_secs),
-        Some(root) => dcap_qvl::verify::QuoteVerifier::new(root.clone()).verify(
-            &d.quote,
-            collateral,
-            d.now_secs,
-        ),
+        Some(root) => dcap_qvl::verify::QuoteVerifier::new(root.clone())
+            .verify(&d.quote, collateral, d.now_secs),
     };
     r.map(|v| v.status).map_err(|e| format!("{e:#}"))
 }
@@ -306,8 +303,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         ),
     }
     eprintln!("creating a simulated Intel TDX root set ...");
-    let mut tdx_fixtures = vec![TdxFixture::simulated(&tmp.path().join("sim-tdx"), now)
-        .context("simulated TDX fixture")?];
+    let mut tdx_fixtures =
+        vec![TdxFixture::simulated(&tmp.path().join("sim-tdx"), now)
+            .context("simulated TDX fixture")?];
     match TdxFixture::from_vector(&testdata, &TDX_DQ_B0C06F_V4)
         .context("real TDX vector fixture")?
     {
