@@ -15,6 +15,7 @@
 // Shared by `twi bench` and benches/snp_verify.rs; not part of the API.
 #[doc(hidden)]
 pub mod bench_support;
+pub mod collateral;
 pub mod ear;
 pub mod error;
 pub mod policy;

@@ -16,24 +16,13 @@ use twi_core::Error;
 use super::config::read_capped;
 use super::kds::Kds;
 
-/// KDS `/vcek/v1/{product}/cert_chain` as cached.
-pub(crate) const CHAIN_FILE_VCEK: &str = "cert_chain.pem";
-/// KDS `/vlek/v1/{product}/cert_chain` as cached.
-pub(crate) const CHAIN_FILE_VLEK: &str = "vlek_cert_chain.pem";
-/// The product's CRL.
-pub(crate) const CRL_FILE: &str = "crl.der";
+// The directory layout is the KDS cache's (`twi_core::collateral::kds`), so `cert_dir` and the cache are
+// read alike and an operator can copy one into the other.
+pub(crate) use twi_core::collateral::kds::{
+    product_dir, vcek_file_name, CHAIN_FILE_VCEK, CHAIN_FILE_VLEK,
+};
 
 const ALL_PRODUCTS: [Product; 3] = [Product::Milan, Product::Genoa, Product::Turin];
-
-/// `<base>/<product in lower case>`.
-pub(crate) fn product_dir(base: &Path, product: Product) -> PathBuf {
-    base.join(product.kds_name().to_ascii_lowercase())
-}
-
-/// `<hwid hex>-<reported TCB as 16 hex digits>.der`: a VCEK is specific to one chip and one TCB.
-pub(crate) fn vcek_file_name(hwid: &[u8], tcb_raw: u64) -> String {
-    format!("{}-{tcb_raw:016x}.der", hex::encode(hwid))
-}
 
 /// Where certificates beyond the evidence come from.
 #[derive(Debug)]
