@@ -1,3 +1,34 @@
-//! SPIRE WorkloadAttestor plugin `twi-agent-workloadattestor`: PID to selectors, including the workload's
-//! verified provenance. Planned in issue #6; this crate holds its place in the workspace layout and
-//! contains no code yet.
+//! SPIRE WorkloadAttestor plugin `twi-agent-workloadattestor`: a PID in, selectors out.
+//!
+//! spire-agent asks every workload attestor about the PID at the other end of a Workload API connection
+//! (protocol doc §7.3). This plugin answers with what SPIRE's built-in `unix` attestor would say (user and
+//! groups), plus the executable's path and SHA-256, the cgroup paths and, for containers, the container ID
+//! and Kubernetes pod UID — read so that neither PID reuse nor a file changing under the reader can mix two
+//! processes or two files into one answer ([`snapshot`], [`digest`]). Digests are cached by file identity
+//! ([`cache`]), so attesting the same binary again costs one `fstat`.
+//!
+//! Verified provenance (in-toto/DSSE/SLSA/SBOM, issue #6 phase 2) plugs in through
+//! [`provenance::ProvenanceSource`]; this crate ships only the "none" source.
+//!
+//! Layout: [`config`] (HCL → [`config::Settings`]), [`proc`] (the `/proc` reads, behind a trait),
+//! [`snapshot`] (the ordered, checked reads of one process), [`digest`] and [`cache`] (hashing),
+//! [`cgroup`] (cgroup v1/v2 parsing and container IDs), [`names`] (user and group names), [`selectors`]
+//! (facts → selector values), [`attestor`] (all of it for one PID, no gRPC), [`plugin`] (the gRPC service),
+//! [`error`] (one error type and its gRPC codes).
+
+pub mod attestor;
+pub mod cache;
+pub mod cgroup;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod names;
+pub mod plugin;
+pub mod proc;
+pub mod provenance;
+pub mod selectors;
+pub mod snapshot;
+
+pub use attestor::Attestor;
+pub use error::AttestError;
+pub use plugin::WorkloadAttestorPlugin;
