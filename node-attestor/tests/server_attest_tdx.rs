@@ -468,7 +468,6 @@ async fn bad_tdx_config_names_the_key() {
 #[tokio::test]
 async fn tdx_results_are_signed_and_stored_under_the_agent() {
     use twi_core::ear::{self, tv, Jwks, Status as EarStatus, TDX_SUBMOD};
-    use twi_results::ResultStore as _;
 
     let dir = tempfile::tempdir().unwrap();
     let results = format!(
@@ -478,9 +477,13 @@ async fn tdx_results_are_signed_and_stored_under_the_agent() {
         dir.path().join("key.pem").display(),
         dir.path().join("jwks.json").display()
     );
-    let store =
-        || twi_results::open(&format!("sqlite://{}", dir.path().join("results.db").display()))
-            .unwrap();
+    let store = || {
+        twi_results::open(&format!(
+            "sqlite://{}",
+            dir.path().join("results.db").display()
+        ))
+        .unwrap()
+    };
     let jwks = || Jwks::from_json(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
     let td = Td::new(Set::Trusted);
 
@@ -500,11 +503,19 @@ async fn tdx_results_are_signed_and_stored_under_the_agent() {
         tdx.key_binding.as_deref(),
         Some(hex::encode(Sha256::digest(&td.spki)).as_str())
     );
+    // Without a policy document, the plugin's own policy keys, then the trust anchors.
+    assert_eq!(tdx.policy_ids.len(), 2, "{:?}", tdx.policy_ids);
     assert!(
-        tdx.policy_ids[0].starts_with("tag:twi-spire.dev,2026:policy/tdx/1?sha256="),
+        tdx.policy_ids[0].starts_with("tag:twi-spire.dev,2026:policy/plugin-config/1?sha256="),
         "{:?}",
         tdx.policy_ids
     );
+    assert!(
+        tdx.policy_ids[1].starts_with("tag:twi-spire.dev,2026:policy/tdx-trust-anchors/1?sha256="),
+        "{:?}",
+        tdx.policy_ids
+    );
+    assert_eq!(row.meta.policy_id.as_ref(), Some(&tdx.policy_ids[0]));
     assert_eq!(row.meta.evidence_sha256, tdx.evidence_sha256);
 
     let pinned = format!("mrtd = [\"{}\"]", "ab".repeat(48));
@@ -518,8 +529,10 @@ async fn tdx_results_are_signed_and_stored_under_the_agent() {
     assert_eq!(rows.len(), 2, "the refusal is filed under the same agent");
     let refused = ear::verify(&rows[0].ear_jws, &jwks(), i64::try_from(now()).unwrap()).unwrap();
     assert_eq!(refused.status, EarStatus::Contraindicated);
+    let refused_ids = &refused.submods[TDX_SUBMOD].policy_ids;
     assert_ne!(
-        refused.submods[TDX_SUBMOD].policy_ids, tdx.policy_ids,
+        refused_ids[0], tdx.policy_ids[0],
         "a changed policy has another digest"
     );
+    assert_eq!(refused_ids[1], tdx.policy_ids[1], "the same trust anchors");
 }

@@ -249,9 +249,15 @@ async fn accepted_attestation_stores_a_verifiable_warning_ear() {
             .policy_id
             .as_deref()
             .unwrap()
-            .starts_with("tag:twi-spire.dev,2026:policy/sev-snp/1?sha256="),
+            .starts_with("tag:twi-spire.dev,2026:policy/plugin-config/1?sha256="),
         "{:?}",
         row.meta.policy_id
+    );
+    assert!(
+        snp.policy_ids[1]
+            .starts_with("tag:twi-spire.dev,2026:policy/sev-snp-trust-anchors/1?sha256="),
+        "{:?}",
+        snp.policy_ids
     );
     assert_eq!(row.meta.evidence_sha256, snp.evidence_sha256);
 

@@ -4,12 +4,20 @@
 //!
 //! Every problem is reported, each naming its key, so an operator fixes a configuration in one round.
 //! Risky switches default off (`allow_debug`, `allow_migrate_ma`) and simulated roots say DANGER.
+//!
+//! The appraisal policy has one source of truth: a policy document (`policy_file`, re-read when it
+//! changes, or an inline `policy { … }` block), or, when neither is set, the policy keys of the `snp`
+//! and `tdx` blocks as before. With a document, those keys are refused rather than merged: two places
+//! for one rule would leave an operator guessing which one applied.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use twi_core::policy::{Policy, PolicyDocument, PolicyError, PolicyFile, PolicySource};
 use twi_core::snp::{Product, SnpPolicy, TcbParts, TrustAnchors, Verifier};
 use twi_plugin::{from_hcl, ConfigError, CoreConfig};
 
@@ -24,6 +32,29 @@ pub const DEFAULT_PLUGIN_NAME: &str = "twi";
 pub const DEFAULT_NONCE_LEN: usize = 32;
 /// Default `snp.kds.timeout_seconds`.
 pub const DEFAULT_KDS_TIMEOUT_SECONDS: u64 = 10;
+/// The id of the policy built from the `snp`/`tdx` policy keys when no policy document is configured:
+/// EARs name it (with its digest) by the same rule as a document.
+pub const PLUGIN_CONFIG_POLICY_ID: &str = "plugin-config";
+/// The version of that policy.
+pub const PLUGIN_CONFIG_POLICY_VERSION: &str = "1";
+
+/// Keys of the `snp` block that configure verification (trust anchors, certificate sources); every
+/// other key of the block is appraisal policy. The same split as the policy document's.
+const SNP_VERIFICATION_KEYS: [&str; 6] = [
+    "trusted_roots",
+    "disable_amd_roots",
+    "simulated_roots",
+    "cert_dir",
+    "crl_paths",
+    "kds",
+];
+/// Keys of the `tdx` block that configure verification (collateral, trust anchors).
+const TDX_VERIFICATION_KEYS: [&str; 4] = [
+    "collateral_dir",
+    "trusted_roots",
+    "disable_intel_roots",
+    "simulated_roots",
+];
 
 /// `plugin_data` as written in `server.conf`. Unknown keys are errors (a typo must not silently weaken
 /// the policy).
@@ -40,17 +71,27 @@ pub struct Config {
     /// Bytes of the random nonce, 32..=64. Default 32.
     #[serde(default)]
     pub nonce_len: Option<usize>,
-    /// AMD SEV-SNP verification and appraisal. Absent: SEV-SNP evidence is verified with the defaults
-    /// (AMD's roots, baseline policy), as before TDX support.
+    /// AMD SEV-SNP verification, and appraisal unless a policy document is configured. Absent:
+    /// SEV-SNP evidence is verified with AMD's roots (and, without a document, the baseline policy).
     #[serde(default)]
     pub snp: Option<SnpConfig>,
-    /// Intel TDX verification and appraisal. Absent: TDX evidence is refused ("TDX not enabled").
+    /// Intel TDX verification, and appraisal unless a policy document is configured. Absent: TDX
+    /// evidence is refused ("TDX not enabled"), whatever the policy says.
     #[serde(default)]
     pub tdx: Option<super::tdx::TdxConfig>,
     /// Where signed attestation results (EARs) are stored and the key they are signed with. Absent:
     /// EARs are signed with an ephemeral key, logged by digest, and not stored.
     #[serde(default)]
     pub attestation_results: Option<super::results::AttestationResultsConfig>,
+    /// The appraisal policy document (HCL or JSON, `doc/policy.md`), re-read when the file changes so a
+    /// policy change takes effect at the next attestation without restarting SPIRE. Excludes `policy`
+    /// and the policy keys of `snp`/`tdx`.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
+    /// The appraisal policy document inline; it changes only with a reconfiguration. Excludes
+    /// `policy_file` and the policy keys of `snp`/`tdx`.
+    #[serde(default)]
+    pub policy: Option<PolicyDocument>,
 }
 
 /// The `snp { … }` block.
@@ -129,9 +170,14 @@ pub(crate) struct Configured {
     pub(crate) plugin_name: String,
     pub(crate) can_reattest: bool,
     pub(crate) nonce_len: usize,
-    pub(crate) policy: SnpPolicy,
-    /// SHA-256 (hex) of the effective policy and trust anchors, for the attestation-result record.
-    pub(crate) policy_digest: String,
+    /// The appraisal policy: taken once per attestation ([`PolicySource::File`] is re-read when the
+    /// file changes), and used for the appraisal, the `policy-match` selectors and the EAR alike.
+    pub(crate) policy: PolicySource,
+    /// Where [`Configured::policy`] comes from, for the logs.
+    pub(crate) policy_origin: PolicyOrigin,
+    /// SHA-256 (hex) of the SEV-SNP trust anchors (outside the policy digest: they configure
+    /// verification), named in EARs beside the policy.
+    pub(crate) snp_anchors_digest: String,
     /// Certificates and CRLs beyond the evidence, and the verifier (with its chain cache) built from them.
     pub(crate) certs: CertSource,
     pub(crate) verifier: VerifierState,
@@ -142,7 +188,36 @@ pub(crate) struct Configured {
     /// The validated `attestation_results` block (nothing opened yet: Validate must not touch disk).
     pub(crate) results_settings: Option<super::results::ResultsSettings>,
     /// The opened key and store; set by [`super::results::attach`] at Configure only.
-    pub(crate) results: Option<std::sync::Arc<super::results::ResultSink>>,
+    pub(crate) results: Option<Arc<super::results::ResultSink>>,
+}
+
+/// Which configuration key the appraisal policy comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PolicyOrigin {
+    /// `policy_file`.
+    File,
+    /// An inline `policy { … }` block.
+    Inline,
+    /// Neither: the policy keys of the `snp` and `tdx` blocks ([`PLUGIN_CONFIG_POLICY_ID`]).
+    PluginConfig,
+}
+
+impl PolicyOrigin {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PolicyOrigin::File => "policy_file",
+            PolicyOrigin::Inline => "policy",
+            PolicyOrigin::PluginConfig => "plugin-config",
+        }
+    }
+}
+
+/// Whether [`build`] runs for Configure (which keeps what it opens) or for Validate (which only
+/// reports problems and must have no side effects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Validate,
+    Configure,
 }
 
 /// Collects problems; each names its key.
@@ -275,38 +350,202 @@ fn load_roots(
     loaded
 }
 
-fn policy_digest(policy: &SnpPolicy, anchors: &TrustAnchors) -> String {
-    let tcb = policy.minimum_tcb.map(|t| {
-        serde_json::json!({"fmc": t.fmc, "bootloader": t.bootloader, "tee": t.tee, "snp": t.snp, "microcode": t.microcode})
-    });
-    let hexes = |v: &[&[u8]]| v.iter().map(hex::encode).collect::<Vec<_>>();
+/// SHA-256 (hex) of the trust anchors (fingerprint and simulated flag of each, sorted): which roots
+/// SEV-SNP evidence may chain to, as the EAR names them beside the policy.
+fn anchors_digest(anchors: &TrustAnchors) -> String {
     let mut roots: Vec<(String, bool)> = anchors
         .describe()
         .into_iter()
         .map(|(_, fp, sim)| (fp, sim))
         .collect();
     roots.sort();
-    let canonical = serde_json::json!({
-        "allow_debug": policy.allow_debug,
-        "allow_migrate_ma": policy.allow_migrate_ma,
-        "minimum_tcb": tcb,
-        "allowed_measurements": hexes(&policy.allowed_measurements.iter().map(|a| a.as_slice()).collect::<Vec<_>>()),
-        "allowed_host_data": hexes(&policy.allowed_host_data.iter().map(|a| a.as_slice()).collect::<Vec<_>>()),
-        "allowed_id_key_digests": hexes(&policy.allowed_id_key_digests.iter().map(|a| a.as_slice()).collect::<Vec<_>>()),
-        "allowed_vmpls": policy.allowed_vmpls,
-        "minimum_guest_svn": policy.minimum_guest_svn,
-        "roots": roots,
-    });
+    let canonical = serde_json::json!({ "tee": "sev-snp", "roots": roots });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// Parses and validates `hcl` for trust domain `core.trust_domain`, loading every file it names.
-/// Configure applies the result; Validate only reports the errors.
+/// The keys present in the `snp` and `tdx` blocks, whatever their values (`allow_debug = false` is
+/// present too). Only read after the configuration parsed as [`Config`].
+#[derive(Default, Deserialize)]
+struct PresentKeys {
+    #[serde(default)]
+    snp: Option<BTreeMap<String, serde::de::IgnoredAny>>,
+    #[serde(default)]
+    tdx: Option<BTreeMap<String, serde::de::IgnoredAny>>,
+}
+
+/// The appraisal-policy keys of the `snp` and `tdx` blocks, as `snp.<key>` / `tdx.<key>`.
+fn policy_keys_in_blocks(hcl: &str) -> Vec<String> {
+    let present: PresentKeys = from_hcl(hcl).unwrap_or_default();
+    let mut keys = Vec::new();
+    for (tee, block, verification) in [
+        ("snp", present.snp, &SNP_VERIFICATION_KEYS[..]),
+        ("tdx", present.tdx, &TDX_VERIFICATION_KEYS[..]),
+    ] {
+        for key in block.unwrap_or_default().into_keys() {
+            if !verification.contains(&key.as_str()) {
+                keys.push(format!("{tee}.{key}"));
+            }
+        }
+    }
+    keys
+}
+
+/// The SEV-SNP policy of the `snp` block's policy keys (no policy document configured).
+fn snp_block_policy(snp: &SnpConfig, problems: &mut Problems) -> SnpPolicy {
+    let policy = SnpPolicy {
+        allow_debug: snp.allow_debug,
+        allow_migrate_ma: snp.allow_migrate_ma,
+        minimum_tcb: snp.minimum_tcb.map(|t| TcbParts {
+            fmc: t.fmc,
+            bootloader: t.bootloader,
+            tee: t.tee,
+            snp: t.snp,
+            microcode: t.microcode,
+        }),
+        allowed_measurements: parse_hex_list(
+            "snp.allowed_measurements",
+            &snp.allowed_measurements,
+            problems,
+        ),
+        allowed_host_data: parse_hex_list(
+            "snp.allowed_host_data",
+            &snp.allowed_host_data,
+            problems,
+        ),
+        allowed_id_key_digests: parse_hex_list(
+            "snp.allowed_id_key_digests",
+            &snp.allowed_id_key_digests,
+            problems,
+        ),
+        allowed_vmpls: snp.allowed_vmpls.clone(),
+        minimum_guest_svn: snp.minimum_guest_svn,
+    };
+    for (i, vmpl) in snp.allowed_vmpls.iter().enumerate() {
+        if *vmpl > 3 {
+            problems.add(
+                format!("snp.allowed_vmpls[{i}]"),
+                format!("{vmpl} is not a VMPL (0..=3)"),
+            );
+        }
+    }
+    policy
+}
+
+/// The appraisal policy of the configuration, from exactly one source; `None` after a problem.
+fn build_policy(
+    cfg: &Config,
+    hcl: &str,
+    stage: Stage,
+    problems: &mut Problems,
+) -> Option<(PolicySource, PolicyOrigin)> {
+    if cfg.policy_file.is_some() && cfg.policy.is_some() {
+        problems.add(
+            "policy_file",
+            "`policy_file` and `policy` are both set: keep one policy document (a file, re-read when \
+             it changes, or an inline `policy { … }` block)",
+        );
+        return None;
+    }
+    if cfg.policy_file.is_some() || cfg.policy.is_some() {
+        let source_key = if cfg.policy_file.is_some() {
+            "policy_file"
+        } else {
+            "policy"
+        };
+        for key in policy_keys_in_blocks(hcl) {
+            problems.add(
+                key.clone(),
+                format!(
+                    "appraisal policy, and `{source_key}` is set: move it into the policy document \
+                     (`{key}` there, same spelling)"
+                ),
+            );
+        }
+    }
+    if let Some(path) = &cfg.policy_file {
+        if path.as_os_str().is_empty() {
+            problems.add("policy_file", "must not be empty");
+            return None;
+        }
+        let source = match stage {
+            Stage::Validate => Policy::load(path).map(|p| PolicySource::Inline(Arc::new(p))),
+            Stage::Configure => PolicyFile::open(path).map(PolicySource::File),
+        };
+        return match source {
+            Ok(s) => Some((s, PolicyOrigin::File)),
+            Err(e) => {
+                problems.add("policy_file", e.to_string());
+                None
+            }
+        };
+    }
+    if let Some(doc) = &cfg.policy {
+        return match Policy::from_document(doc) {
+            Ok(p) => Some((PolicySource::Inline(Arc::new(p)), PolicyOrigin::Inline)),
+            Err(e) => {
+                add_policy_problems(&e, problems);
+                None
+            }
+        };
+    }
+    let before = problems.len();
+    let snp = snp_block_policy(&cfg.snp.clone().unwrap_or_default(), problems);
+    let tdx = cfg
+        .tdx
+        .as_ref()
+        .map(|t| super::tdx::block_policy(t, problems));
+    if problems.len() > before {
+        return None;
+    }
+    match Policy::from_policies(
+        PLUGIN_CONFIG_POLICY_ID,
+        PLUGIN_CONFIG_POLICY_VERSION,
+        Some(snp),
+        tdx,
+    ) {
+        Ok(p) => Some((
+            PolicySource::Inline(Arc::new(p)),
+            PolicyOrigin::PluginConfig,
+        )),
+        Err(e) => {
+            problems.add("snp", e.to_string());
+            None
+        }
+    }
+}
+
+/// An inline document's problems, each under `policy.<key>`.
+fn add_policy_problems(e: &PolicyError, problems: &mut Problems) {
+    let keys = e.keys();
+    if keys.is_empty() {
+        problems.add("policy", e.to_string());
+    }
+    for (key, detail) in keys {
+        problems.add(format!("policy.{key}"), detail);
+    }
+}
+
+/// Parses and validates `hcl` for trust domain `core.trust_domain`, loading every file it names, as
+/// Validate does (no side effects; a policy file is parsed, not kept open).
 ///
 /// # Errors
 ///
 /// Every problem found, each a [`ConfigError`] naming its key (`snp.simulated_roots[0]`, …).
 pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<ConfigError>> {
+    build_for(core, hcl, Stage::Validate)
+}
+
+/// As [`build`], for `stage`: Configure opens the policy file as a [`PolicyFile`] that is re-read
+/// when it changes.
+///
+/// # Errors
+///
+/// As [`build`].
+pub(crate) fn build_for(
+    core: &CoreConfig,
+    hcl: &str,
+    stage: Stage,
+) -> Result<Configured, Vec<ConfigError>> {
     let cfg: Config = from_hcl(hcl).map_err(|e| vec![e])?;
     let mut problems = Problems::default();
 
@@ -328,43 +567,8 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
         );
     }
 
+    let policy = build_policy(&cfg, hcl, stage, &mut problems);
     let snp = cfg.snp.clone().unwrap_or_default();
-    let policy = SnpPolicy {
-        allow_debug: snp.allow_debug,
-        allow_migrate_ma: snp.allow_migrate_ma,
-        minimum_tcb: snp.minimum_tcb.map(|t| TcbParts {
-            fmc: t.fmc,
-            bootloader: t.bootloader,
-            tee: t.tee,
-            snp: t.snp,
-            microcode: t.microcode,
-        }),
-        allowed_measurements: parse_hex_list(
-            "snp.allowed_measurements",
-            &snp.allowed_measurements,
-            &mut problems,
-        ),
-        allowed_host_data: parse_hex_list(
-            "snp.allowed_host_data",
-            &snp.allowed_host_data,
-            &mut problems,
-        ),
-        allowed_id_key_digests: parse_hex_list(
-            "snp.allowed_id_key_digests",
-            &snp.allowed_id_key_digests,
-            &mut problems,
-        ),
-        allowed_vmpls: snp.allowed_vmpls.clone(),
-        minimum_guest_svn: snp.minimum_guest_svn,
-    };
-    for (i, vmpl) in snp.allowed_vmpls.iter().enumerate() {
-        if *vmpl > 3 {
-            problems.add(
-                format!("snp.allowed_vmpls[{i}]"),
-                format!("{vmpl} is not a VMPL (0..=3)"),
-            );
-        }
-    }
 
     let mut anchors = if snp.disable_amd_roots {
         TrustAnchors::amd().without_amd()
@@ -484,7 +688,13 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
-    let policy_digest = policy_digest(&policy, &anchors);
+    let Some((policy, policy_origin)) = policy else {
+        return Err(vec![ConfigError::InvalidValue {
+            key: "policy".into(),
+            detail: "no appraisal policy could be built".into(),
+        }]);
+    };
+    let snp_anchors_digest = anchors_digest(&anchors);
     let certs = CertSource::new(snp.cert_dir.clone(), kds);
     if let Err(e) = crls.finish(anchors) {
         return Err(vec![ConfigError::InvalidValue {
@@ -498,7 +708,8 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
         can_reattest: cfg.can_reattest.unwrap_or(true),
         nonce_len,
         policy,
-        policy_digest,
+        policy_origin,
+        snp_anchors_digest,
         certs,
         verifier: crls,
         simulated_roots,
@@ -510,7 +721,7 @@ pub(crate) fn build(core: &CoreConfig, hcl: &str) -> Result<Configured, Vec<Conf
 
 impl Configured {
     /// The verifier to use now (rebuilt when KDS brings a CRL; its chain cache lives as long as it does).
-    pub(crate) fn verifier(&self) -> std::sync::Arc<Verifier> {
+    pub(crate) fn verifier(&self) -> Arc<Verifier> {
         self.verifier.verifier()
     }
 }
@@ -522,6 +733,10 @@ mod tests {
 
     fn core() -> CoreConfig {
         CoreConfig::new("example.org")
+    }
+
+    fn policy(c: &Configured) -> Arc<Policy> {
+        c.policy.current().unwrap()
     }
 
     fn errors(hcl: &str) -> String {
@@ -546,7 +761,12 @@ mod tests {
         assert_eq!(c.plugin_name, "twi");
         assert!(c.can_reattest);
         assert_eq!(c.nonce_len, 32);
-        assert_eq!(c.policy, SnpPolicy::default());
+        assert_eq!(policy(&c).snp_policy().unwrap(), &SnpPolicy::default());
+        assert!(
+            policy(&c).tdx_policy().is_err(),
+            "no tdx block: no TDX policy"
+        );
+        assert_eq!(c.policy_origin, PolicyOrigin::PluginConfig);
         assert!(c.simulated_roots.is_empty());
         assert_eq!(c.verifier().anchors().describe().len(), 3, "AMD's roots");
     }
@@ -580,14 +800,21 @@ mod tests {
         assert_eq!(c.plugin_name, "twi_snp");
         assert!(!c.can_reattest);
         assert_eq!(c.nonce_len, 64);
-        assert!(c.policy.allow_debug);
-        assert_eq!(c.policy.allowed_measurements, vec![[0xab; 48]]);
-        assert_eq!(c.policy.allowed_host_data, vec![[1; 32]]);
-        assert_eq!(c.policy.allowed_vmpls, vec![0, 1]);
-        assert_eq!(c.policy.minimum_tcb.unwrap().microcode, 115);
-        assert_eq!(c.policy.minimum_guest_svn, Some(2));
+        let p = policy(&c);
+        let snp = p.snp_policy().unwrap();
+        assert!(snp.allow_debug);
+        assert_eq!(snp.allowed_measurements, vec![[0xab; 48]]);
+        assert_eq!(snp.allowed_host_data, vec![[1; 32]]);
+        assert_eq!(snp.allowed_vmpls, vec![0, 1]);
+        assert_eq!(snp.minimum_tcb.unwrap().microcode, 115);
+        assert_eq!(snp.minimum_guest_svn, Some(2));
         // A different policy has a different digest.
-        assert_ne!(c.policy_digest, build(&core(), "").unwrap().policy_digest);
+        assert_ne!(p.digest(), policy(&build(&core(), "").unwrap()).digest());
+        // The trust anchors are named apart: the same roots, whatever the policy.
+        assert_eq!(
+            c.snp_anchors_digest,
+            build(&core(), "").unwrap().snp_anchors_digest
+        );
     }
 
     #[test]
@@ -681,5 +908,155 @@ mod tests {
         };
         assert!(e.contains("trust_domain"), "{e}");
         assert!(errors("plugin_name = \"join_token\"").contains("reserved"));
+    }
+
+    const LAB_POLICY: &str = "id = \"lab\"\nversion = \"3\"\nsnp {\n allow_migrate_ma = true\n}\n";
+
+    fn policy_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("policy.hcl");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn policy_file_is_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = policy_file(&dir, LAB_POLICY);
+        let hcl = format!(
+            "policy_file = \"{}\"\nsnp {{\n trusted_roots = [\"{VENDOR}/genoa/ark.pem\"]\n}}",
+            path.display()
+        );
+        for stage in [Stage::Validate, Stage::Configure] {
+            let c = build_for(&core(), &hcl, stage).unwrap();
+            assert_eq!(c.policy_origin, PolicyOrigin::File);
+            assert_eq!(*policy(&c), Policy::load(&path).unwrap());
+            assert!(policy(&c).snp_policy().unwrap().allow_migrate_ma);
+            assert_eq!(
+                matches!(c.policy, PolicySource::File(_)),
+                stage == Stage::Configure,
+                "only Configure keeps the file open for re-reading"
+            );
+        }
+    }
+
+    #[test]
+    fn inline_policy_is_the_policy_and_its_errors_name_policy_keys() {
+        let c = build(
+            &core(),
+            "policy {\n id = \"lab\"\n version = 3\n snp {\n  allow_migrate_ma = true\n }\n}",
+        )
+        .unwrap();
+        assert_eq!(c.policy_origin, PolicyOrigin::Inline);
+        assert_eq!(*policy(&c), Policy::parse(LAB_POLICY).unwrap());
+        let e = errors(
+            "policy {\n id = \"lab\"\n version = 3\n snp {\n  allowed_measurements = [\"abcd\"]\n }\n}",
+        );
+        assert!(e.contains("policy.snp.allowed_measurements[0]"), "{e}");
+        let e =
+            errors("policy {\n id = \"lab\"\n version = 3\n snp {\n  allow_debgu = true\n }\n}");
+        assert!(e.contains("allow_debgu"), "{e}");
+    }
+
+    #[test]
+    fn one_source_of_truth() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = policy_file(&dir, LAB_POLICY);
+        let both = format!(
+            "policy_file = \"{}\"\npolicy {{\n id = \"x\"\n version = 1\n}}",
+            path.display()
+        );
+        let e = errors(&both);
+        assert!(e.contains("`policy_file`") && e.contains("`policy`"), "{e}");
+        // A policy key beside a document is refused, by name, even when it spells the default.
+        for (block, key) in [
+            ("snp", "allow_debug = false"),
+            ("snp", "allowed_vmpls = [0]"),
+            (
+                "snp",
+                "minimum_tcb {\n bootloader = 1\n tee = 0\n snp = 1\n microcode = 1\n}",
+            ),
+            ("tdx", "mrtd = []"),
+            ("tdx", "xfam {\n value = 0\n mask = 0\n}"),
+        ] {
+            let name = key.split([' ', '{']).next().unwrap();
+            let e = errors(&format!(
+                "policy_file = \"{}\"\n{block} {{\n {key}\n}}",
+                path.display()
+            ));
+            assert!(e.contains(&format!("`{block}.{name}`")), "{e}");
+            assert!(e.contains("move it into the policy document"), "{e}");
+            let e = errors(&format!(
+                "policy {{\n id = \"x\"\n version = 1\n}}\n{block} {{\n {key}\n}}"
+            ));
+            assert!(e.contains(&format!("`{block}.{name}`")), "{e}");
+        }
+        // Verification keys stay in plugin_data.
+        build(
+            &core(),
+            &format!(
+                "policy_file = \"{}\"\nsnp {{\n disable_amd_roots = false\n crl_paths = []\n}}",
+                path.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The split of the `snp`/`tdx` keys into verification and policy is the policy document's: each
+    /// verification key is refused in a document as plugin configuration.
+    #[test]
+    fn verification_keys_are_the_documents_non_policy_keys() {
+        for (tee, keys) in [
+            ("snp", &SNP_VERIFICATION_KEYS[..]),
+            ("tdx", &TDX_VERIFICATION_KEYS[..]),
+        ] {
+            for key in keys {
+                let doc = format!("id = \"x\"\nversion = 1\n{tee} {{\n {key} = true\n}}\n");
+                let e = Policy::parse(&doc).unwrap_err();
+                assert!(
+                    matches!(e.root(), PolicyError::NotPolicy { .. }),
+                    "{tee}.{key}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn broken_or_missing_policy_file_fails_naming_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = policy_file(
+            &dir,
+            "id = \"x\"\nversion = 1\nsnp {\n allowed_vmpl = [0]\n}\n",
+        );
+        for stage in [Stage::Validate, Stage::Configure] {
+            let e = match build_for(
+                &core(),
+                &format!("policy_file = \"{}\"", path.display()),
+                stage,
+            ) {
+                Ok(_) => panic!("accepted"),
+                Err(e) => e[0].to_string(),
+            };
+            assert!(e.contains("`policy_file`"), "{e}");
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains("snp.allowed_vmpl"), "{e}");
+        }
+        let e = errors("policy_file = \"/nonexistent/twi/policy.hcl\"");
+        assert!(
+            e.contains("`policy_file`") && e.contains("/nonexistent/twi/policy.hcl"),
+            "{e}"
+        );
+    }
+
+    /// Without a document the plugin's keys make a policy named `plugin-config`, digested like a
+    /// document with the same content.
+    #[test]
+    fn plugin_config_policy_digests_like_a_document() {
+        let c = build(&core(), "snp {\n allow_migrate_ma = true\n}").unwrap();
+        let doc = Policy::parse(
+            "id = \"plugin-config\"\nversion = \"1\"\nsnp {\n allow_migrate_ma = true\n}\n",
+        )
+        .unwrap();
+        assert_eq!(policy(&c).digest(), doc.digest());
+        assert_eq!(policy(&c).policy_id(), doc.policy_id());
     }
 }

@@ -15,6 +15,12 @@
 //! Intel TDX takes the same line with a DCAP quote instead of a report ([`tdx`]): verified with the
 //! configured collateral to Intel's (or a configured) root, REPORTDATA bound the same way, appraised
 //! with the `tdx` policy. A server without a `tdx` block refuses TDX evidence before the challenge.
+//!
+//! The appraisal policy ([`twi_core::policy::Policy`]) is taken once per attestation, once the payload
+//! says which TEE it is: a `policy_file` is `stat`ed and re-read if it changed, so a policy change applies at
+//! the next attestation without a restart; a policy that cannot be read refuses with `Unavailable`
+//! (fail closed). That one policy decides whether the TEE is allowed (before the challenge), appraises,
+//! maps its `policy-match` selectors and is named in the EAR and the "attestation result" record.
 
 mod certs;
 pub mod config;
@@ -35,6 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use twi_core::policy::{Policy, PolicyError, PolicySource, Reload, Tee};
 use twi_core::snp::{appraise, check_report_data, AttestationReport, VerifiedSnp};
 use twi_core::ErrorClass;
 use twi_plugin::proto::server_nodeattestor::attest_request::Request as In;
@@ -47,7 +54,7 @@ use crate::status::{to_status, to_status_for};
 use crate::wire::{
     self, Challenge, Evidence, EvidenceResponse, Hello, SnpEvidence, TeeKind, WireError,
 };
-use config::Configured;
+use config::{Configured, Stage};
 use record::{AttestationResult, Verdict};
 
 pub use config::{Config, KdsConfig, MinimumTcb, SnpConfig};
@@ -115,6 +122,13 @@ enum AttestError {
         what: &'static str,
         hint: &'static str,
     },
+    /// The policy in force has no section for this TEE ([`PolicyError::TeeNotAllowed`]).
+    #[error("{0}")]
+    TeeNotAllowed(PolicyError),
+    /// The policy cannot be read (a broken or missing policy file): nothing is appraised until it is
+    /// fixed, rather than under a policy that is no longer the one on disk.
+    #[error("policy unavailable: {0}")]
+    PolicyUnavailable(PolicyError),
 }
 
 impl AttestError {
@@ -131,6 +145,8 @@ impl AttestError {
             AttestError::Internal(_) => "internal",
             AttestError::ResultStore(_) => "result-store",
             AttestError::NotEnabled { .. } => "tee-not-enabled",
+            AttestError::TeeNotAllowed(_) => "tee-not-allowed",
+            AttestError::PolicyUnavailable(_) => "policy-unavailable",
         }
     }
 
@@ -152,11 +168,15 @@ impl AttestError {
                 Status::permission_denied(format!("snp evidence refused (key-proof): {self}"))
             }
             AttestError::Internal(_) => Status::internal(self.to_string()),
-            AttestError::ResultStore(_) => Status::unavailable(self.to_string()),
-            AttestError::NotEnabled { .. } => Status::failed_precondition(format!(
-                "evidence refused ({}): {self}",
-                self.category()
-            )),
+            AttestError::ResultStore(_) | AttestError::PolicyUnavailable(_) => {
+                Status::unavailable(self.to_string())
+            }
+            AttestError::NotEnabled { .. } | AttestError::TeeNotAllowed(_) => {
+                Status::failed_precondition(format!(
+                    "evidence refused ({}): {self}",
+                    self.category()
+                ))
+            }
             AttestError::Stream(_)
             | AttestError::Wire(_)
             | AttestError::InstanceKey(_)
@@ -201,6 +221,9 @@ struct Attempt {
     /// The TEE the attestation payload announced (`None` before it is decoded).
     tee: Option<TeeKind>,
     cfg: Option<Arc<Configured>>,
+    /// The policy taken for this attempt (`None` before, or when it could not be read): what appraised
+    /// it, and what its EAR and log record name.
+    policy: Option<Arc<Policy>>,
     evidence_sha256: Option<String>,
     /// The challenge sent and the instance key announced (for the EAR's binding check).
     nonce: Vec<u8>,
@@ -258,6 +281,13 @@ impl ServerNodeAttestor {
                 hint: "its plugin_data has no tdx { collateral_dir = ... } block",
             });
         }
+        let policy = take_policy(&cfg).await?;
+        attempt.policy = Some(Arc::clone(&policy));
+        match hello.tee {
+            TeeKind::Snp => policy.snp_policy().map(|_| ()),
+            TeeKind::Tdx => policy.tdx_policy().map(|_| ()),
+        }
+        .map_err(AttestError::TeeNotAllowed)?;
         let instance_key = VerifyingKey::from_public_key_der(&hello.instance_key)
             .map_err(|e| AttestError::InstanceKey(e.to_string()))?;
         attempt.instance_key = hello.instance_key.clone();
@@ -287,7 +317,7 @@ impl ServerNodeAttestor {
                     let t = cfg.tdx.as_ref().ok_or_else(|| twi_core::Error::Internal {
                         detail: "TDX evidence past the not-enabled check".into(),
                     })?;
-                    tdx::verify_tdx(t, &e.quote, &nonce, &key_der, now)
+                    tdx::verify_tdx(t, &policy, &e.quote, &nonce, &key_der, now)
                 })
                 .await
                 .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
@@ -309,14 +339,16 @@ impl ServerNodeAttestor {
 
         let now = (self.clock)();
         let key_der = hello.instance_key;
-        tokio::task::spawn_blocking(move || verify_snp(&cfg, &evidence, &nonce, &key_der, now))
-            .await
-            .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
-            .map_err(|f| {
-                attempt.verified = f.verified;
-                AttestError::Evidence(f.error)
-            })
-            .map(|a| Outcome::Snp(Box::new(a)))
+        tokio::task::spawn_blocking(move || {
+            verify_snp(&cfg, &policy, &evidence, &nonce, &key_der, now)
+        })
+        .await
+        .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
+        .map_err(|f| {
+            attempt.verified = f.verified;
+            AttestError::Evidence(f.error)
+        })
+        .map(|a| Outcome::Snp(Box::new(a)))
     }
 
     /// [`ServerNodeAttestor::conclude`] for TDX attempts (agent ID: [`tdx_agent_id`]).
@@ -326,11 +358,8 @@ impl ServerNodeAttestor {
         attempt: &Attempt,
         peer: &str,
     ) -> Result<AttestResponse, Status> {
-        let policy_digest = attempt
-            .cfg
-            .as_ref()
-            .and_then(|c| c.tdx.as_ref())
-            .map(|t| t.policy_digest.as_str());
+        let policy_id = attempt.policy.as_ref().map(|p| p.policy_id().uri());
+        let policy_id = policy_id.as_deref();
         let evidence_sha256 = attempt.evidence_sha256.as_deref();
         match (result, &attempt.cfg) {
             (Ok(Outcome::Tdx(a)), Some(cfg)) => {
@@ -348,7 +377,7 @@ impl ServerNodeAttestor {
                     verdict: Verdict::Affirming,
                     tee: "tdx",
                     category: "ok",
-                    policy_digest,
+                    policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
                 }
@@ -384,7 +413,7 @@ impl ServerNodeAttestor {
                     verdict: e.verdict(),
                     tee: "tdx",
                     category: e.category(),
-                    policy_digest,
+                    policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
                 }
@@ -401,7 +430,8 @@ impl ServerNodeAttestor {
         attempt: &Attempt,
         peer: &str,
     ) -> Result<AttestResponse, Status> {
-        let policy_digest = attempt.cfg.as_ref().map(|c| c.policy_digest.as_str());
+        let policy_id = attempt.policy.as_ref().map(|p| p.policy_id().uri());
+        let policy_id = policy_id.as_deref();
         let evidence_sha256 = attempt.evidence_sha256.as_deref();
         match (result, &attempt.cfg) {
             (Ok(accepted), Some(cfg)) => {
@@ -420,7 +450,7 @@ impl ServerNodeAttestor {
                     verdict: Verdict::Affirming,
                     tee: "snp",
                     category: "ok",
-                    policy_digest,
+                    policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
                 }
@@ -447,7 +477,7 @@ impl ServerNodeAttestor {
                     verdict: e.verdict(),
                     tee: "snp",
                     category: e.category(),
-                    policy_digest,
+                    policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
                 }
@@ -532,14 +562,59 @@ fn tdx_agent_id(cfg: &Configured, simulated: bool, instance_key_der: &[u8]) -> S
     )
 }
 
-/// The blocking part: parse, resolve the chain, verify, bind, appraise.
+/// The policy in force for one attestation, taken once: a policy file is `stat`ed (and re-read if it
+/// changed) on a blocking thread. A reload is logged at info with the old and new digests; a policy
+/// that cannot be read refuses the attestation (fail closed), logged at error.
+async fn take_policy(cfg: &Arc<Configured>) -> Result<Arc<Policy>, AttestError> {
+    if !matches!(cfg.policy, PolicySource::File(_)) {
+        return cfg.policy.current().map_err(AttestError::PolicyUnavailable);
+    }
+    let cfg = Arc::clone(cfg);
+    tokio::task::spawn_blocking(move || poll_policy_file(&cfg.policy))
+        .await
+        .map_err(|e| AttestError::Internal(format!("policy task: {e}")))?
+}
+
+fn poll_policy_file(source: &PolicySource) -> Result<Arc<Policy>, AttestError> {
+    let PolicySource::File(file) = source else {
+        return source.current().map_err(AttestError::PolicyUnavailable);
+    };
+    match file.poll() {
+        Ok((policy, Reload::Reloaded { previous })) => {
+            tracing::info!(
+                policy_file = %file.path().display(),
+                previous_digest = %previous.map_or_else(|| "-".to_owned(), hex::encode),
+                digest = %policy.digest_hex(),
+                policy_id = %policy.policy_id().uri(),
+                "policy reloaded: it applies from this attestation on"
+            );
+            Ok(policy)
+        }
+        Ok((policy, _)) => Ok(policy),
+        Err(e) => {
+            tracing::error!(
+                policy_file = %file.path().display(),
+                error = %e,
+                "policy unavailable: attestations are refused until the policy file is fixed"
+            );
+            Err(AttestError::PolicyUnavailable(e))
+        }
+    }
+}
+
+/// The blocking part: parse, resolve the chain, verify, bind, appraise under `policy` (the one taken
+/// for this attestation), map the policy's `policy-match` selectors.
 fn verify_snp(
     cfg: &Configured,
+    policy: &Policy,
     ev: &SnpEvidence,
     nonce: &[u8],
     instance_key_der: &[u8],
     now: i64,
 ) -> Result<Accepted, VerifyFailure> {
+    let snp_policy = policy.snp_policy().map_err(|e| twi_core::Error::Internal {
+        detail: format!("SEV-SNP evidence past the policy's TEE check: {e}"),
+    })?;
     let report = AttestationReport::parse(&ev.report)?;
     let resolved = cfg.certs.resolve(&report, ev.cert_table.as_deref())?;
     tracing::debug!(sources = ?resolved.sources, "certificate chain resolved");
@@ -563,12 +638,17 @@ fn verify_snp(
         other => other,
     }?;
     let checked = check_report_data(&report, &wire::report_data(nonce, instance_key_der))
-        .and_then(|()| appraise(&verified, &cfg.policy));
+        .and_then(|()| appraise(&verified, snp_policy));
     match checked {
-        Ok(appraisal) => Ok(Accepted {
-            selectors: selectors::snp_selectors(&appraisal.claims),
-            verified,
-        }),
+        Ok(appraisal) => {
+            // The library prefixes `simulated:` itself; the plugin's own selectors already carry it.
+            let mut selectors = selectors::snp_selectors(&appraisal.claims);
+            selectors.extend(policy.selectors_for(&appraisal));
+            Ok(Accepted {
+                selectors,
+                verified,
+            })
+        }
         Err(error) => Err(VerifyFailure {
             error,
             verified: Some(VerifiedEvidence::Snp(Box::new(verified))),
@@ -611,9 +691,36 @@ fn log_configured(cfg: &Configured) {
         }
         tracing::info!(
             tdx_trust_anchors = t.verifier.roots().describe().len(),
-            tdx_policy_digest = %t.policy_digest,
+            tdx_anchors_digest = %t.anchors_digest,
             "TDX enabled"
         );
+    }
+    let policy_file = match &cfg.policy {
+        PolicySource::File(f) => f.path().display().to_string(),
+        _ => "-".to_owned(),
+    };
+    let policy = cfg.policy.current();
+    if let Ok(p) = &policy {
+        if cfg.tdx.is_some() && !p.allows(Tee::Tdx) {
+            tracing::warn!(
+                policy_id = %p.policy_id().uri(),
+                "the policy has no tdx section: TDX evidence is refused (tee-not-allowed) although \
+                 plugin_data has a tdx block"
+            );
+        }
+        if cfg.tdx.is_none() && p.allows(Tee::Tdx) {
+            tracing::warn!(
+                policy_id = %p.policy_id().uri(),
+                "the policy allows TDX but plugin_data has no tdx block (collateral_dir, roots): TDX \
+                 evidence is refused (tee-not-enabled)"
+            );
+        }
+        if !p.allows(Tee::Snp) {
+            tracing::info!(
+                policy_id = %p.policy_id().uri(),
+                "the policy has no snp section: SEV-SNP evidence is refused (tee-not-allowed)"
+            );
+        }
     }
     let anchors = cfg.verifier().anchors().describe();
     tracing::info!(
@@ -622,8 +729,11 @@ fn log_configured(cfg: &Configured) {
         nonce_len = cfg.nonce_len,
         can_reattest = cfg.can_reattest,
         trust_anchors = anchors.len(),
+        snp_anchors_digest = %cfg.snp_anchors_digest,
         kds = cfg.certs.kds().is_some(),
-        policy_digest = %cfg.policy_digest,
+        policy_source = cfg.policy_origin.as_str(),
+        policy_file = %policy_file,
+        policy_id = %policy.as_ref().map_or_else(|e| format!("unavailable: {e}"), |p| p.policy_id().uri()),
         "configured"
     );
 }
@@ -633,7 +743,7 @@ impl ConfigHandler for ServerNodeAttestor {
     async fn configure(&self, core: CoreConfig, hcl: &str) -> Result<(), Status> {
         let hcl = hcl.to_owned();
         let built = tokio::task::spawn_blocking(move || {
-            config::build(&core, &hcl).and_then(results::attach)
+            config::build_for(&core, &hcl, Stage::Configure).and_then(results::attach)
         })
         .await
         .map_err(|e| Status::internal(format!("configuration task: {e}")))?;

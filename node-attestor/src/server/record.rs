@@ -1,8 +1,9 @@
 //! The structured "attestation result" log record: one per Attest call, whatever the outcome.
 //!
 //! It carries what a relying party or auditor needs to tie a decision to its inputs without the inputs
-//! themselves: the verdict, the TEE, the reason category, the digest of the policy and trust anchors
-//! that applied, and the SHA-256 of the evidence (never the evidence or any key). Issue #4 turns this
+//! themselves: the verdict, the TEE, the reason category, the id of the appraisal policy in force for
+//! this attempt (its URI carries id, version and digest, as in the EAR), and the SHA-256 of the evidence
+//! (never the evidence or any key). Issue #4 turns this
 //! record into a signed EAR; the verdict words are EAR's trustworthiness tiers for that reason, and the record
 //! names that EAR by digest, with its status and where it was stored ([`super::results`]).
 
@@ -34,7 +35,9 @@ pub(crate) struct AttestationResult<'a> {
     pub(crate) tee: &'a str,
     /// `ok` on success, else the reason category (`nonce`, `policy-debug`, `key-proof`, …).
     pub(crate) category: &'a str,
-    pub(crate) policy_digest: Option<&'a str>,
+    /// The policy id URI (`tag:twi-spire.dev,2026:policy/<id>/<version>?sha256=<digest>`) of the policy
+    /// taken for this attempt; `None` before it was taken or when it could not be read.
+    pub(crate) policy_id: Option<&'a str>,
     pub(crate) evidence_sha256: Option<&'a str>,
     /// The signed EAR of this attempt, when one was built (not before Configure).
     pub(crate) ear: Option<&'a super::results::EarRecord>,
@@ -47,7 +50,7 @@ impl AttestationResult<'_> {
             verdict = self.verdict.as_str(),
             tee = self.tee,
             category = self.category,
-            policy_digest = self.policy_digest.unwrap_or("-"),
+            policy_id = self.policy_id.unwrap_or("-"),
             evidence_sha256 = self.evidence_sha256.unwrap_or("-"),
             ear_sha256 = self.ear.map_or("-", |e| e.sha256.as_str()),
             ear_status = self.ear.map_or("-", |e| e.status.as_str()),

@@ -12,6 +12,12 @@
 //! `Unavailable`, so no SVID is ever issued without its result. Failing to store a refusal is
 //! logged at error and does not change the refusal.
 //!
+//! Every EAR names the appraisal policy in force for its attempt (`ear_appraisal_policy_ids[0]`: the
+//! policy document's id, version and digest, taken once per attestation, so a reloaded policy file
+//! shows in the next EAR), then the trust anchors the evidence was verified to (roots are outside the
+//! policy digest: they configure verification). An attempt refused before the policy was taken
+//! (malformed payload, TEE not enabled) or because it could not be read names only the anchors.
+//!
 //! The `attestation_results` block is optional. Without it, EARs are signed with a key that lives
 //! only as long as the plugin process (nobody can check them later) and are not stored; Configure
 //! says so at info level. An existing SPIRE configuration keeps working unchanged, which is what a
@@ -26,9 +32,10 @@ use rand_core::{OsRng, RngCore as _};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use twi_core::ear::{
-    self, Ear, EarIssuer, KeyOrigin, PolicyId, Refusal, SnpOutcome, Status as EarStatus, TdxOutcome,
-    VerifierKey,
+    self, Ear, EarIssuer, KeyOrigin, PolicyId, Refusal, SnpOutcome, Status as EarStatus,
+    TdxOutcome, VerifierKey,
 };
+use twi_core::policy::{Policy, Tee};
 use twi_core::ErrorClass;
 use twi_plugin::ConfigError;
 use twi_results::{ResultMeta, ResultStore};
@@ -44,13 +51,13 @@ pub(crate) const MIN_EAR_VALIDITY_SECONDS: u32 = 60;
 /// Longest accepted `ear_validity_seconds` (30 days): a result must not vouch for a VM for ever.
 pub(crate) const MAX_EAR_VALIDITY_SECONDS: u32 = 30 * 24 * 3600;
 
-/// The `<name>` of the SEV-SNP appraisal policy URI in EARs.
-pub(crate) const POLICY_NAME: &str = "sev-snp";
-/// The `<name>` of the TDX appraisal policy URI in EARs.
-pub(crate) const TDX_POLICY_NAME: &str = "tdx";
-/// The `<version>` of the appraisal policy URI: the version of the canonical form the policy digest
-/// is computed over (the digest itself pins the content).
-pub(crate) const POLICY_VERSION: &str = "1";
+/// The `<name>` of the SEV-SNP trust-anchor URI in EARs.
+pub(crate) const SNP_ANCHORS_NAME: &str = "sev-snp-trust-anchors";
+/// The `<name>` of the TDX trust-anchor URI in EARs.
+pub(crate) const TDX_ANCHORS_NAME: &str = "tdx-trust-anchors";
+/// The `<version>` of the trust-anchor URIs: the version of the canonical form their digest is
+/// computed over (the digest itself pins the content).
+pub(crate) const ANCHORS_VERSION: &str = "1";
 
 /// JWKS files are world-readable: they hold only public keys, meant for relying parties.
 const JWKS_MODE: u32 = 0o644;
@@ -207,9 +214,10 @@ pub(crate) struct ResultSink {
     key: VerifierKey,
     store: Option<Arc<dyn ResultStore>>,
     issuer: EarIssuer,
-    policy_id: PolicyId,
-    /// The TDX policy's id, when the configuration has a `tdx` block.
-    tdx_policy_id: Option<PolicyId>,
+    /// The SEV-SNP trust anchors' id.
+    snp_anchors: PolicyId,
+    /// The TDX trust anchors' id, when the configuration has a `tdx` block.
+    tdx_anchors: Option<PolicyId>,
 }
 
 impl fmt::Debug for ResultSink {
@@ -217,7 +225,7 @@ impl fmt::Debug for ResultSink {
         f.debug_struct("ResultSink")
             .field("kid", &self.key.kid())
             .field("stored", &self.store.is_some())
-            .field("policy_id", &self.policy_id.uri())
+            .field("snp_anchors", &self.snp_anchors.uri())
             .finish_non_exhaustive()
     }
 }
@@ -236,23 +244,30 @@ fn invalid(key: &str, detail: impl Into<String>) -> ConfigError {
 ///
 /// A [`ConfigError`] naming the `attestation_results` key that failed.
 pub(crate) fn attach(mut cfg: Configured) -> Result<Configured, Vec<ConfigError>> {
-    let mut sink = open(cfg.results_settings.as_ref(), &cfg.policy_digest).map_err(|e| vec![e])?;
-    if let Some(t) = &cfg.tdx {
-        sink.tdx_policy_id = Some(
-            PolicyId::new(TDX_POLICY_NAME, POLICY_VERSION, &t.policy_digest)
-                .map_err(|e| vec![invalid("policy", e.to_string())])?,
-        );
-    }
+    let anchors = |name: &str, digest: &str| {
+        PolicyId::new(name, ANCHORS_VERSION, digest).map_err(|e| {
+            vec![ConfigError::InvalidValue {
+                key: "trust anchors".into(),
+                detail: e.to_string(),
+            }]
+        })
+    };
+    let snp_anchors = anchors(SNP_ANCHORS_NAME, &cfg.snp_anchors_digest)?;
+    let tdx_anchors = match &cfg.tdx {
+        Some(t) => Some(anchors(TDX_ANCHORS_NAME, &t.anchors_digest)?),
+        None => None,
+    };
+    let sink =
+        open(cfg.results_settings.as_ref(), snp_anchors, tdx_anchors).map_err(|e| vec![e])?;
     cfg.results = Some(Arc::new(sink));
     Ok(cfg)
 }
 
 fn open(
     settings: Option<&ResultsSettings>,
-    policy_digest: &str,
+    snp_anchors: PolicyId,
+    tdx_anchors: Option<PolicyId>,
 ) -> Result<ResultSink, ConfigError> {
-    let policy_id = PolicyId::new(POLICY_NAME, POLICY_VERSION, policy_digest)
-        .map_err(|e| invalid("policy", e.to_string()))?;
     let build = format!("twi-server-nodeattestor@{}", env!("CARGO_PKG_VERSION"));
     let Some(s) = settings else {
         let key = VerifierKey::generate(&mut OsRng);
@@ -266,8 +281,8 @@ fn open(
             key,
             store: None,
             issuer: EarIssuer::new(build, DEFAULT_EAR_VALIDITY_SECONDS),
-            policy_id,
-            tdx_policy_id: None,
+            snp_anchors,
+            tdx_anchors,
         });
     };
     let (key, origin) = VerifierKey::load_or_generate(&s.key_path, &mut OsRng)
@@ -284,15 +299,14 @@ fn open(
         kid = key.kid(),
         jwks = %s.jwks_path.as_deref().map_or_else(|| "-".into(), |p| p.display().to_string()),
         ear_validity_seconds = s.validity_secs,
-        policy_id = %policy_id.uri(),
         "attestation results are signed and stored"
     );
     Ok(ResultSink {
         key,
         store: Some(Arc::from(store)),
         issuer: EarIssuer::new(build, s.validity_secs),
-        policy_id,
-        tdx_policy_id: None,
+        snp_anchors,
+        tdx_anchors,
     })
 }
 
@@ -365,9 +379,42 @@ fn class_of(e: &AttestError) -> ErrorClass {
         | AttestError::Wire(_)
         | AttestError::InstanceKey(_)
         | AttestError::KeyProofEncoding(_) => ErrorClass::Malformed,
-        AttestError::Status(_) | AttestError::NotEnabled { .. } => ErrorClass::Unavailable,
+        AttestError::Status(_)
+        | AttestError::NotEnabled { .. }
+        | AttestError::TeeNotAllowed(_)
+        | AttestError::PolicyUnavailable(_) => ErrorClass::Unavailable,
         AttestError::Internal(_) | AttestError::ResultStore(_) => ErrorClass::Internal,
     }
+}
+
+/// The policy ids an attempt's EAR names: the policy in force for it (when one could be read), then
+/// the trust anchors of `tee` (when that TEE is configured).
+fn policy_ids(sink: &ResultSink, policy: Option<&Policy>, tee: Tee) -> Vec<PolicyId> {
+    let anchors = match tee {
+        Tee::Tdx => sink.tdx_anchors.clone(),
+        _ => Some(sink.snp_anchors.clone()),
+    };
+    policy
+        .map(Policy::policy_id)
+        .into_iter()
+        .chain(anchors)
+        .collect()
+}
+
+/// `from_snp`/`from_tdx` name one policy; an attempt names the list of [`policy_ids`].
+fn set_policy_ids(ear: &mut Ear, ids: &[PolicyId]) {
+    for appraisal in ear.submods.values_mut() {
+        appraisal.policy_ids = ids.iter().map(PolicyId::uri).collect();
+    }
+}
+
+/// The policy's section for a TEE whose evidence verified: it was checked before the challenge.
+fn section<T>(got: Result<&T, twi_core::policy::PolicyError>) -> Result<&T, AttestError> {
+    got.map_err(|e| {
+        AttestError::Internal(format!(
+            "verified evidence of a TEE the policy refuses: {e}"
+        ))
+    })
 }
 
 /// The unsigned EAR of an attempt and the agent ID it may be stored under (known only once the
@@ -392,11 +439,6 @@ fn claims_of(
             "accepted without verified evidence".into(),
         )),
     };
-    let tdx_policy_id = || {
-        sink.tdx_policy_id
-            .as_ref()
-            .ok_or_else(|| AttestError::Internal("TDX result without a TDX policy id".into()))
-    };
     let verified_snp = match (result, &attempt.verified) {
         (Ok(Outcome::Snp(a)), _) => Some(&a.verified),
         (Err(_), Some(VerifiedEvidence::Snp(v))) => Some(&**v),
@@ -407,30 +449,41 @@ fn claims_of(
         (Err(_), Some(VerifiedEvidence::Tdx(v))) => Some(&**v),
         _ => None,
     };
+    let policy = attempt.policy.as_deref();
+    let tee = match (attempt.tee, verified_tdx) {
+        (Some(TeeKind::Tdx), _) | (_, Some(_)) => Tee::Tdx,
+        _ => Tee::Snp,
+    };
+    let ids = policy_ids(sink, policy, tee);
+    // `from_snp`/`from_tdx` want one id; the list is set on the result below.
+    let first = ids.first().unwrap_or(&sink.snp_anchors);
     let nonce = &attempt.nonce;
-    Ok(match (attempt.tee, verified_snp, verified_tdx) {
-        (_, Some(v), _) => {
+    let (mut claims, agent) = match (verified_snp, verified_tdx) {
+        (Some(v), _) => {
+            let policy = policy.ok_or_else(|| {
+                AttestError::Internal("verified evidence without a policy".into())
+            })?;
             let agent = agent_id(cfg, v);
             (
                 ear::from_snp(
                     &sink.issuer,
                     SnpOutcome::Verified {
                         verified: v,
-                        policy: &cfg.policy,
+                        policy: section(policy.snp_policy())?,
                         expected_report_data: &expected,
                         instance_key_spki: &attempt.instance_key,
                     },
                     nonce,
                     Some(&agent),
-                    &sink.policy_id,
+                    first,
                     now,
                 ),
                 Some(agent),
             )
         }
-        (_, None, Some(v)) => {
-            let tdx = cfg.tdx.as_ref().ok_or_else(|| {
-                AttestError::Internal("verified TDX evidence without a tdx block".into())
+        (None, Some(v)) => {
+            let policy = policy.ok_or_else(|| {
+                AttestError::Internal("verified evidence without a policy".into())
             })?;
             let agent = tdx_agent_id(cfg, v.simulated(), &attempt.instance_key);
             (
@@ -438,42 +491,43 @@ fn claims_of(
                     &sink.issuer,
                     TdxOutcome::Verified {
                         verified: v,
-                        policy: &tdx.policy,
+                        policy: section(policy.tdx_policy())?,
                         expected_report_data: Some(&expected),
                         instance_key_spki: Some(&attempt.instance_key),
                     },
                     nonce,
                     Some(&agent),
-                    tdx_policy_id()?,
+                    first,
                     now,
                 ),
                 Some(agent),
             )
         }
-        (Some(TeeKind::Tdx), None, None) => (
+        (None, None) if tee == Tee::Tdx => (
             ear::from_tdx(
                 &sink.issuer,
                 TdxOutcome::Refused(refusal()?),
                 nonce,
                 None,
-                // TDX not enabled at all: the SEV-SNP policy is the one that refused it.
-                sink.tdx_policy_id.as_ref().unwrap_or(&sink.policy_id),
+                first,
                 now,
             ),
             None,
         ),
-        (_, None, None) => (
+        (None, None) => (
             ear::from_snp(
                 &sink.issuer,
                 SnpOutcome::Refused(refusal()?),
                 nonce,
                 None,
-                &sink.policy_id,
+                first,
                 now,
             ),
             None,
         ),
-    })
+    };
+    set_policy_ids(&mut claims, &ids);
+    Ok((claims, agent))
 }
 
 /// Builds, signs and stores the EAR of one attempt at `now`, and records it in `attempt.ear`.
@@ -534,7 +588,7 @@ pub(crate) async fn record(
         issued_at: claims.iat,
         expires_at: claims.exp,
         evidence_sha256: attempt.evidence_sha256.clone(),
-        policy_id: Some(sink.policy_id.uri()),
+        policy_id: attempt.policy.as_ref().map(|p| p.policy_id().uri()),
     };
     let put_agent = agent.clone();
     let put = tokio::task::spawn_blocking(move || store.put(&put_agent, &jws, &meta))

@@ -3,12 +3,17 @@
 //!
 //! Values use the claims' lower-case hex. When the chain ended at a simulated root, every value is
 //! prefixed `simulated:`, so an entry written for real hardware can never match a simulated VM.
+//!
+//! The appraisal policy adds `policy-match:<name>` values for its `selectors { match … }` rules
+//! ([`twi_core::policy::Policy::selectors_for`], which applies the same `simulated:` prefix); the
+//! server appends them to these.
 
 use twi_core::snp::{Product, SigningKeyKind, SnpClaims};
 use twi_core::tdx::{TcbStatus, TdxClaims};
 
-/// Prefix of every selector of evidence that chained to a simulated root.
-pub const SIMULATED_PREFIX: &str = "simulated:";
+/// Prefix of every selector of evidence that chained to a simulated root: the policy library's, so the
+/// `policy-match` values carry the same one.
+pub const SIMULATED_PREFIX: &str = twi_core::policy::SIMULATED_PREFIX;
 
 /// The selector values for verified evidence, in a stable order, without duplicates.
 pub fn snp_selectors(c: &SnpClaims) -> Vec<String> {
@@ -118,7 +123,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use std::collections::BTreeSet;
-    use twi_core::snp::{AttestationReport, CertChain, TrustAnchors, Verifier};
+    use twi_core::policy::{Policy, POLICY_MATCH_PREFIX};
+    use twi_core::snp::{AttestationReport, CertChain, TrustAnchors, VerifiedSnp, Verifier};
+    use twi_core::tdx::VerifiedTdx;
 
     const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
     const DOC: &str = include_str!("../../doc/plugin_server_nodeattestor_twi.md");
@@ -133,6 +140,16 @@ mod tests {
 
     /// Real evidence from shared/testdata, verified to AMD's roots at its `as_of`.
     fn real(case: &str, key: &str, chain_dir: &str, ask: &str, as_of: &str) -> SnpClaims {
+        real_verified(case, key, chain_dir, ask, as_of).claims()
+    }
+
+    fn real_verified(
+        case: &str,
+        key: &str,
+        chain_dir: &str,
+        ask: &str,
+        as_of: &str,
+    ) -> VerifiedSnp {
         let read = |rel: &str| std::fs::read(format!("{TESTDATA}/{rel}")).unwrap();
         let report = AttestationReport::parse(&read(&format!("snp/{case}/report.bin"))).unwrap();
         let mut chain = CertChain::default();
@@ -145,14 +162,16 @@ mod tests {
         chain
             .add_pem_or_der(&read(&format!("vendor-roots/amd/{chain_dir}/ark.pem")))
             .unwrap();
-        let v = Verifier::new(TrustAnchors::amd())
+        Verifier::new(TrustAnchors::amd())
             .verify(&report, &chain, unix(as_of))
-            .unwrap();
-        v.claims()
+            .unwrap()
     }
 
     fn milan() -> SnpClaims {
-        real(
+        milan_verified().claims()
+    }
+    fn milan_verified() -> VerifiedSnp {
+        real_verified(
             "oak-milan-v3",
             "vcek.der",
             "milan",
@@ -181,6 +200,10 @@ mod tests {
 
     /// Real TDX evidence from shared/testdata, verified to Intel's root at its `as_of`.
     fn tdx_real() -> TdxClaims {
+        tdx_real_verified().claims()
+    }
+
+    fn tdx_real_verified() -> VerifiedTdx {
         use twi_core::tdx::{Collateral, IntelRoots, Quote, TdxVerifier};
         let q =
             Quote::parse(&std::fs::read(format!("{TESTDATA}/tdx/dq-b0c06f-v4/quote.bin")).unwrap())
@@ -189,7 +212,27 @@ mod tests {
         TdxVerifier::new(IntelRoots::intel())
             .verify(&q, &c, unix("2025-07-01T00:00:00Z"))
             .unwrap()
-            .claims()
+    }
+
+    /// The `policy-match` values the appraisal policy adds: a rule naming the real evidence's own
+    /// measurement (SEV-SNP) and MRTD (TDX), applied to the appraisals it accepted.
+    fn policy_match_values() -> Vec<String> {
+        let snp = milan_verified();
+        let tdx = tdx_real_verified();
+        let policy = Policy::parse(&format!(
+            "id = \"doc\"\nversion = 1\nsnp {{}}\ntdx {{}}\nselectors {{\n match \"web-v3\" {{\n  \
+             snp {{\n   measurement = [\"{}\"]\n  }}\n  tdx {{\n   mrtd = [\"{}\"]\n  }}\n }}\n}}\n",
+            snp.claims().measurement,
+            tdx.claims().mrtd
+        ))
+        .unwrap();
+        let snp = twi_core::snp::appraise(&snp, policy.snp_policy().unwrap()).unwrap();
+        let tdx = twi_core::tdx::appraise(&tdx, policy.tdx_policy().unwrap()).unwrap();
+        let mut values = policy.selectors_for(&snp);
+        values.extend(policy.selectors_for(&tdx));
+        let want = format!("{POLICY_MATCH_PREFIX}web-v3");
+        assert_eq!(values, [want.clone(), want], "one value per accepted TEE");
+        values
     }
 
     /// `snp:policy:debug:false` → `snp:policy:debug` (values never contain `:`).
@@ -282,6 +325,9 @@ mod tests {
         for v in tdx_selectors(&tdx_real()) {
             emitted.insert(kind(&v));
         }
+        for v in policy_match_values() {
+            emitted.insert(kind(&v));
+        }
         let documented = documented_kinds();
         let undocumented: Vec<_> = emitted.difference(&documented).collect();
         let stale: Vec<_> = documented.difference(&emitted).collect();
@@ -311,6 +357,10 @@ mod tests {
             "the doc explains the simulated prefix"
         );
         assert!(DOC.contains("twi:simulated:tee:tdx"));
+        assert!(
+            DOC.contains("twi:simulated:policy-match:"),
+            "the doc shows the simulated prefix on policy-match values"
+        );
     }
 
     #[test]

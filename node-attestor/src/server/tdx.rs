@@ -1,5 +1,6 @@
-//! Intel TDX on the server: the `tdx { … }` block, its validated form (policy, roots, a long-lived
-//! [`TdxVerifier`], the collateral) and the blocking verification of one quote.
+//! Intel TDX on the server: the `tdx { … }` block, its validated form (roots, a long-lived
+//! [`TdxVerifier`], the collateral; its policy keys when no policy document is configured) and the
+//! blocking verification of one quote.
 //!
 //! The verifier lives as long as the configuration, so its caches (verified collateral, PCK chains, QE
 //! reports) make warm attestations cost one quote signature. The collateral is read from
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use twi_core::policy::Policy;
 use twi_core::tdx::{
     appraise, check_report_data, Collateral, IntelRoots, Masked, Quote, TcbStatus, TdxPolicy,
     TdxVerifier, VerifiedTdx, COLLATERAL_FILES,
@@ -174,14 +176,14 @@ impl CollateralState {
     }
 }
 
-/// The validated `tdx` block.
+/// The validated `tdx` block (its verification half: the policy is [`super::config::Configured`]'s).
 #[derive(Debug)]
 pub(crate) struct TdxConfigured {
-    pub(crate) policy: TdxPolicy,
     pub(crate) verifier: Arc<TdxVerifier>,
     pub(crate) collateral: CollateralState,
-    /// SHA-256 (hex) of the TDX policy and roots, for the attestation-result record.
-    pub(crate) policy_digest: String,
+    /// SHA-256 (hex) of the TDX trust anchors (outside the policy digest), named in EARs beside the
+    /// policy.
+    pub(crate) anchors_digest: String,
     /// Files of the simulated roots with their fingerprints, for the start-up warning.
     pub(crate) simulated_roots: Vec<(PathBuf, String)>,
 }
@@ -249,31 +251,17 @@ fn parse_masked(key: &str, m: Option<&MaskedHcl>, problems: &mut Problems) -> Op
     }
 }
 
-fn policy_digest(policy: &TdxPolicy, roots: &IntelRoots) -> String {
-    let hexes = |v: &[[u8; 48]]| v.iter().map(hex::encode).collect::<Vec<_>>();
-    let masked =
-        |m: &Option<Masked>| m.map(|m| serde_json::json!({"value": m.value, "mask": m.mask}));
+/// SHA-256 (hex) of the trust anchors (fingerprint and simulated flag of each, sorted).
+fn anchors_digest(roots: &IntelRoots) -> String {
     let mut anchors = roots.describe();
     anchors.sort();
-    let canonical = serde_json::json!({
-        "tee": "tdx",
-        "allow_debug": policy.allow_debug,
-        "allowed_tcb_statuses": policy.allowed_tcb_statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "allowed_advisory_ids": policy.allowed_advisory_ids,
-        "mrtd": hexes(&policy.mrtd),
-        "rtmr": policy.rtmr.iter().map(|r| hexes(r)).collect::<Vec<_>>(),
-        "mrconfigid": hexes(&policy.mrconfigid),
-        "mrowner": hexes(&policy.mrowner),
-        "mrownerconfig": hexes(&policy.mrownerconfig),
-        "xfam": masked(&policy.xfam),
-        "td_attributes": masked(&policy.td_attributes),
-        "roots": anchors,
-    });
+    let canonical = serde_json::json!({ "tee": "tdx", "roots": anchors });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// Validates the `tdx` block, loading its roots and collateral; every problem is added to `problems`.
-pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigured> {
+/// The TDX policy of the block's policy keys (no policy document configured); every problem is added
+/// to `problems`.
+pub(crate) fn block_policy(t: &TdxConfig, problems: &mut Problems) -> TdxPolicy {
     let statuses = t
         .allowed_tcb_statuses
         .clone()
@@ -294,7 +282,7 @@ pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigu
             ),
         }
     }
-    let policy = TdxPolicy {
+    TdxPolicy {
         allow_debug: t.allow_debug,
         allowed_tcb_statuses,
         allowed_advisory_ids: t.allowed_advisory_ids.clone(),
@@ -310,8 +298,12 @@ pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigu
         mrownerconfig: parse_hex48("tdx.mrownerconfig", &t.mrownerconfig, problems),
         xfam: parse_masked("tdx.xfam", t.xfam.as_ref(), problems),
         td_attributes: parse_masked("tdx.td_attributes", t.td_attributes.as_ref(), problems),
-    };
+    }
+}
 
+/// Validates the block's verification keys, loading its roots and collateral; every problem is added
+/// to `problems`.
+pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigured> {
     let mut roots = if t.disable_intel_roots {
         IntelRoots::intel().without_intel()
     } else {
@@ -356,12 +348,10 @@ pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigu
         },
     };
     let collateral = collateral?;
-    let policy_digest = policy_digest(&policy, &roots);
     Some(TdxConfigured {
-        policy,
+        anchors_digest: anchors_digest(&roots),
         verifier: Arc::new(TdxVerifier::new(roots)),
         collateral,
-        policy_digest,
         simulated_roots,
     })
 }
@@ -376,15 +366,20 @@ pub(crate) struct AcceptedTdx {
     pub(crate) selectors: Vec<String>,
 }
 
-/// The blocking part for TDX: parse, verify with the collateral (re-read once if stale), bind, appraise.
-/// A refusal after verification carries the verified quote, so its EAR can say what was appraised.
+/// The blocking part for TDX: parse, verify with the collateral (re-read once if stale), bind, appraise
+/// under `policy` (the one taken for this attestation), map the policy's `policy-match` selectors. A
+/// refusal after verification carries the verified quote, so its EAR can say what was appraised.
 pub(crate) fn verify_tdx(
     tdx: &TdxConfigured,
+    policy: &Policy,
     quote: &[u8],
     nonce: &[u8],
     instance_key_der: &[u8],
     now: i64,
 ) -> Result<AcceptedTdx, VerifyFailure> {
+    let tdx_policy = policy.tdx_policy().map_err(|e| twi_core::Error::Internal {
+        detail: format!("TDX evidence past the policy's TEE check: {e}"),
+    })?;
     let quote = Quote::parse(quote)?;
     let collateral = tdx.collateral.get();
     let verified = match tdx.verifier.verify(&quote, &collateral, now) {
@@ -395,15 +390,20 @@ pub(crate) fn verify_tdx(
         other => other,
     }?;
     let checked = check_report_data(&quote, &wire::report_data(nonce, instance_key_der))
-        .and_then(|()| appraise(&verified, &tdx.policy));
+        .and_then(|()| appraise(&verified, tdx_policy));
     match checked {
-        Ok(appraisal) => Ok(AcceptedTdx {
-            simulated: verified.simulated(),
-            mrtd: appraisal.claims.mrtd.clone(),
-            tcb_status: verified.tcb_status(),
-            selectors: selectors::tdx_selectors(&appraisal.claims),
-            verified,
-        }),
+        Ok(appraisal) => {
+            // The library prefixes `simulated:` itself; the plugin's own selectors already carry it.
+            let mut selectors = selectors::tdx_selectors(&appraisal.claims);
+            selectors.extend(policy.selectors_for(&appraisal));
+            Ok(AcceptedTdx {
+                simulated: verified.simulated(),
+                mrtd: appraisal.claims.mrtd.clone(),
+                tcb_status: verified.tcb_status(),
+                selectors,
+                verified,
+            })
+        }
         Err(error) => Err(VerifyFailure {
             error,
             verified: Some(VerifiedEvidence::Tdx(Box::new(verified))),
