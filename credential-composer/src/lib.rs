@@ -1,3 +1,10 @@
-//! SPIRE CredentialComposer plugin `twi-server-credentialcomposer`: attestation-result and provenance
-//! extensions in SVIDs and one credential-provenance record per credential. Planned in issue #5; this
-//! crate holds its place in the workspace layout and contains no code yet.
+//! SPIRE CredentialComposer plugin `twi-server-credentialcomposer` (issue #5) and the transparency log
+//! its credential-provenance records go into.
+//!
+//! - [`tlog`]: the embedded, durable C2SP transparency log (tlog-tiles, signed-note checkpoints,
+//!   tlog-proof) with its batching sequencer, HTTP tile server and relying-party verification.
+//!
+//! The composer plugin itself (which SVID gets which extension, appending each record to the log before
+//! answering SPIRE) is built beside this module.
+
+pub mod tlog;
