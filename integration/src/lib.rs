@@ -165,6 +165,7 @@ pub fn agent_settings(
                 hcl_string(&sim_dir.to_string_lossy())
             ),
         },
+        extra_plugins: Vec::new(),
     }
 }
 
@@ -227,5 +228,6 @@ pub fn tdx_agent_settings(
                 hcl_string(&instance_key_path.to_string_lossy()),
             ),
         },
+        extra_plugins: Vec::new(),
     }
 }

@@ -127,6 +127,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
             args: vec![],
             data: agent_data,
         },
+        extra_plugins: Vec::new(),
     };
     let mut agent = SpireAgent::start(&bins, &server, &agent_settings)?;
     let agent_id = agent.wait_attested(Duration::from_secs(60))?;

@@ -37,6 +37,8 @@ enum Command {
     Demo(cmd::DemoArgs),
     /// Check signed attestation results (EAR) offline against the verifier's JWKS.
     Ear(cmd::ear::EarArgs),
+    /// What the workload attestor would emit for a PID or a file, and why provenance was used or not.
+    Provenance(cmd::provenance::ProvenanceArgs),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Evidence(EvidenceCommand::Verify(args)) => return cmd::evidence::run(&args),
         Command::Ear(args) => return cmd::ear::run(args),
+        Command::Provenance(args) => return cmd::provenance::run(&args),
         Command::Sim(SimCommand::Init(args)) => cmd::sim::init(&args),
         Command::Sim(SimCommand::Report(args)) => cmd::sim::report(&args),
         Command::Sim(SimCommand::TdxInit(args)) => cmd::sim_tdx::init(&args),

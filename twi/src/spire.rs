@@ -501,6 +501,8 @@ pub struct AgentSettings {
     pub node_attestor: PluginBlock,
     /// SVID lifetime the agent asks for is the server's; this only names the agent's own dir.
     pub name: String,
+    /// More plugin blocks (e.g. our WorkloadAttestor), written after the built-in `unix` attestor.
+    pub extra_plugins: Vec<PluginBlock>,
 }
 
 /// A running SPIRE agent.
@@ -552,6 +554,9 @@ impl SpireAgent {
         }
         .render(&mut conf);
         settings.node_attestor.render(&mut conf);
+        for p in &settings.extra_plugins {
+            p.render(&mut conf);
+        }
         conf.push_str("}\n");
         let config_path = dir.join("agent.conf");
         fs::write(&config_path, &conf)?;

@@ -1,18 +1,35 @@
-//! One PID → selector values: the whole attestation, with no gRPC in it, so the plugin, tests and (later)
+//! One PID → selector values: the whole attestation, with no gRPC in it, so the plugin, tests and
 //! `twi provenance inspect` run the same code.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use twi_plugin::ConfigError;
 
 use crate::cache::Lru;
 use crate::cgroup::{self, CgroupError};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::digest::{hash_file, DigestError, FileIdentity, Sha256Digest};
 use crate::error::AttestError;
 use crate::names::NameDb;
 use crate::proc::{ProcDir, ProcFs};
-use crate::provenance::{NoProvenance, ProvenanceSource, Subject};
+use crate::provenance::store::DsseStore;
+use crate::provenance::{Findings, NoProvenance, ProvenanceSource, Subject};
 use crate::selectors::{is_measured_kind, selector_values, Facts};
 use crate::snapshot::{self, Exe};
+
+/// An attestation with its reasons: what [`Attestor::explain`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The selector values, exactly as [`Attestor::attest`] returns them.
+    pub selectors: Vec<String>,
+    /// The executable's SHA-256, when it was computed.
+    pub sha256: Option<Sha256Digest>,
+    /// What the provenance source found, when it was asked (there was a digest).
+    pub provenance: Option<Findings>,
+    /// Selectors the provenance source emitted that claim a measured kind, and were dropped.
+    pub dropped: Vec<String>,
+}
 
 /// A configured attestor: settings, the `/proc` it reads, the digest cache, the name files and the
 /// provenance source. Shared by concurrent attestations.
@@ -52,6 +69,31 @@ impl Attestor {
         }
     }
 
+    /// An attestor for `settings` as the plugin's Configure makes it: checks `proc_root` and, when a
+    /// `provenance` block is set, opens its store and keys ([`DsseStore::open`]); without one, the
+    /// source is `fallback`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key whose path is unusable.
+    pub fn configured(
+        settings: Settings,
+        fallback: Arc<dyn ProvenanceSource>,
+    ) -> Result<Self, ConfigError> {
+        config::check_paths(&settings)?;
+        let provenance: Arc<dyn ProvenanceSource> = match &settings.provenance {
+            Some(p) => Arc::new(DsseStore::open(p, settings.cache_entries)?),
+            None => fallback,
+        };
+        Ok(Self::new(settings).with_provenance(provenance))
+    }
+
+    /// The provenance source in use.
+    #[must_use]
+    pub fn provenance(&self) -> &dyn ProvenanceSource {
+        self.provenance.as_ref()
+    }
+
     /// Replaces the provenance source.
     #[must_use]
     pub fn with_provenance(mut self, provenance: Arc<dyn ProvenanceSource>) -> Self {
@@ -78,6 +120,16 @@ impl Attestor {
     /// [`AttestError`]: see [`snapshot::take`]; also `TooLarge`/`FileChanged` from hashing, `Malformed` or
     /// `CgroupConflict` from the cgroup file.
     pub fn attest(&self, pid: i32) -> Result<Vec<String>, AttestError> {
+        self.explain(pid).map(|e| e.selectors)
+    }
+
+    /// As [`Attestor::attest`], with the digest and the provenance source's findings (which are also
+    /// logged: rejected attestations as warnings).
+    ///
+    /// # Errors
+    ///
+    /// As [`Attestor::attest`].
+    pub fn explain(&self, pid: i32) -> Result<Explanation, AttestError> {
         let pid = snapshot::checked_pid(pid)?;
         let snap = snapshot::take(self.proc.as_ref(), pid, self.settings.wants_exe())?;
 
@@ -109,13 +161,72 @@ impl Attestor {
             cgroups: cgroup::distinct_paths(&lines),
             container: Some(&container),
         };
-        let mut values = selector_values(&facts, &names);
+        let mut explanation = Explanation {
+            selectors: selector_values(&facts, &names),
+            sha256: digest,
+            provenance: None,
+            dropped: Vec::new(),
+        };
         if let Some(d) = &digest {
             let subject = Subject::new(d, path, container.container_id.as_deref());
-            self.add_provenance(pid, &subject, &mut values);
+            self.add_provenance(Some(pid), &subject, &mut explanation);
         }
-        tracing::debug!(pid, selectors = values.len(), "attested");
-        Ok(values)
+        tracing::debug!(pid, selectors = explanation.selectors.len(), "attested");
+        Ok(explanation)
+    }
+
+    /// What the attestor would emit for a process running the file at `path`, without a process: the
+    /// `path:` (canonical, as `/proc/<pid>/exe` names it) and `sha256:` selectors and provenance. The
+    /// process-only selectors (user, groups, cgroups, container) are absent. For `twi provenance inspect`.
+    ///
+    /// # Errors
+    ///
+    /// `Io`/`Denied` when the file cannot be opened, `TooLarge`/`FileChanged` from hashing.
+    pub fn explain_file(&self, path: &Path) -> Result<Explanation, AttestError> {
+        let canonical =
+            std::fs::canonicalize(path).map_err(|e| AttestError::from_io(path.to_path_buf(), e))?;
+        let file = std::fs::File::open(&canonical)
+            .map_err(|e| AttestError::from_io(canonical.clone(), e))?;
+        let shown = canonical.display().to_string();
+        let text = canonical.to_str();
+        let mut selectors = Vec::new();
+        if self.settings.discover_path {
+            if let Some(p) = text {
+                selectors.push(format!("path:{p}"));
+            }
+        }
+        let mut explanation = Explanation {
+            selectors,
+            sha256: None,
+            provenance: None,
+            dropped: Vec::new(),
+        };
+        if !self.settings.discover_digest {
+            return Ok(explanation);
+        }
+        let max = self.settings.max_digest_bytes;
+        let (_, digest) = hash_file(&file, max).map_err(|e| match e {
+            DigestError::TooLarge { size, max } => AttestError::TooLarge {
+                pid: 0,
+                path: shown.clone(),
+                size,
+                max,
+            },
+            DigestError::Changed { before, after } => AttestError::FileChanged {
+                pid: 0,
+                path: shown.clone(),
+                before: Box::new(before),
+                after: Box::new(after),
+            },
+            DigestError::Io(source) => AttestError::from_io(canonical.clone(), source),
+        })?;
+        explanation
+            .selectors
+            .push(format!("sha256:{}", hex::encode(digest)));
+        explanation.sha256 = Some(digest);
+        let subject = Subject::new(&digest, text.filter(|_| self.settings.discover_path), None);
+        self.add_provenance(None, &subject, &mut explanation);
+        Ok(explanation)
     }
 
     /// The digest of the executable: from the cache when its identity at open time is known, else hashed
@@ -153,20 +264,25 @@ impl Attestor {
         Ok(digest)
     }
 
-    /// Appends the provenance source's selectors, dropping any that claim a measured kind.
-    fn add_provenance(&self, pid: u32, subject: &Subject<'_>, values: &mut Vec<String>) {
+    /// Appends the provenance source's selectors, dropping any that claim a measured kind; logs why
+    /// attestations were rejected (warnings: an operator put them there to be used).
+    fn add_provenance(&self, pid: Option<u32>, subject: &Subject<'_>, out: &mut Explanation) {
         let findings = self.provenance.provenance(subject);
+        let pid = pid.unwrap_or(0);
         for reason in &findings.skipped {
-            tracing::info!(pid, source = %self.provenance.describe(), reason = %reason, "provenance not used");
+            tracing::warn!(pid, sha256 = %hex::encode(subject.sha256), source = %self.provenance.describe(),
+                reason = %reason, "provenance not used");
         }
-        for value in findings.selectors {
-            if is_measured_kind(&value) {
+        for value in &findings.selectors {
+            if is_measured_kind(value) {
                 tracing::warn!(pid, source = %self.provenance.describe(), selector = %value,
                     "provenance source emitted a measured selector kind; dropped");
-            } else if !values.contains(&value) {
-                values.push(value);
+                out.dropped.push(value.clone());
+            } else if !out.selectors.contains(value) {
+                out.selectors.push(value.clone());
             }
         }
+        out.provenance = Some(findings);
     }
 
     fn cgroup_error(&self, pid: u32, e: CgroupError) -> AttestError {
@@ -434,6 +550,7 @@ mod tests {
                     "sha256:00".into(),
                 ],
                 skipped: vec!["sbom signed by an unknown key".into()],
+                examined: Vec::new(),
             },
         });
         let a = fx.attestor(Settings::default(), source.clone());

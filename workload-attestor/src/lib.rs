@@ -7,14 +7,17 @@
 //! processes or two files into one answer ([`snapshot`], [`digest`]). Digests are cached by file identity
 //! ([`cache`]), so attesting the same binary again costs one `fstat`.
 //!
-//! Verified provenance (in-toto/DSSE/SLSA/SBOM, issue #6 phase 2) plugs in through
-//! [`provenance::ProvenanceSource`]; this crate ships only the "none" source.
+//! With a `provenance` block in its configuration it also emits verified provenance selectors: signed
+//! in-toto Statements (DSSE envelopes, ECDSA P-256 keys the operator trusts) carrying SLSA provenance or an
+//! SBOM, looked up by the executable's digest in a directory store ([`provenance::store`]). Provenance
+//! that does not verify yields no selectors and a logged reason, never a failed attestation.
 //!
 //! Layout: [`config`] (HCL → [`config::Settings`]), [`proc`] (the `/proc` reads, behind a trait),
 //! [`snapshot`] (the ordered, checked reads of one process), [`digest`] and [`cache`] (hashing),
 //! [`cgroup`] (cgroup v1/v2 parsing and container IDs), [`names`] (user and group names), [`selectors`]
-//! (facts → selector values), [`attestor`] (all of it for one PID, no gRPC), [`plugin`] (the gRPC service),
-//! [`error`] (one error type and its gRPC codes).
+//! (facts → selector values), [`provenance`] (the provenance source contract and the DSSE store),
+//! [`attestor`] (all of it for one PID, no gRPC; also used by `twi provenance inspect`), [`plugin`] (the
+//! gRPC service), [`error`] (one error type and its gRPC codes).
 
 pub mod attestor;
 pub mod cache;

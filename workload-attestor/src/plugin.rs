@@ -64,7 +64,8 @@ impl WorkloadAttestorPlugin {
         Self::with_provenance(Arc::new(NoProvenance))
     }
 
-    /// An unconfigured plugin that asks `provenance` for selectors on every attested executable digest.
+    /// An unconfigured plugin that asks `provenance` for selectors on every attested executable digest,
+    /// unless the configuration has a `provenance` block (then its store is asked instead).
     #[must_use]
     pub fn with_provenance(provenance: Arc<dyn ProvenanceSource>) -> Self {
         Self {
@@ -114,16 +115,21 @@ impl WorkloadAttestorPlugin {
 impl ConfigHandler for WorkloadAttestorPlugin {
     async fn configure(&self, _core: CoreConfig, hcl: &str) -> Result<(), Status> {
         let settings = config::build(hcl)?;
-        config::check_paths(&settings)?;
-        log_settings(&settings, self.inner.provenance.as_ref());
-        let attestor = Attestor::new(settings).with_provenance(Arc::clone(&self.inner.provenance));
+        let fallback = Arc::clone(&self.inner.provenance);
+        // Opening the store reads key files: off the runtime's threads.
+        let attestor =
+            tokio::task::spawn_blocking(move || Attestor::configured(settings, fallback))
+                .await
+                .map_err(|e| Status::internal(format!("configure task failed: {e}")))??;
+        log_settings(attestor.settings(), attestor.provenance());
         self.inner.active.set(attestor);
         Ok(())
     }
 
     async fn validate(&self, _core: CoreConfig, hcl: &str) -> Result<Vec<String>, Status> {
-        let notes = match config::build(hcl).and_then(|s| config::check_paths(&s)) {
-            Ok(()) => Vec::new(),
+        let fallback: Arc<dyn ProvenanceSource> = Arc::new(NoProvenance);
+        let notes = match config::build(hcl).and_then(|s| Attestor::configured(s, fallback)) {
+            Ok(_) => Vec::new(),
             Err(e) => vec![e.to_string()],
         };
         Ok(notes)

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod ear;
 pub(crate) mod evidence;
+pub(crate) mod provenance;
 pub(crate) mod sim;
 pub(crate) mod sim_tdx;
 
