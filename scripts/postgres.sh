@@ -2,6 +2,8 @@
 # A throw-away PostgreSQL server for tests, on a Unix socket only (no TCP), trust auth.
 #
 #   scripts/postgres.sh start DIR PORT   # initdb DIR/data if needed, start; prints the conninfo
+#   scripts/postgres.sh createdb DIR PORT NAME  # create database NAME if missing (e.g. one for SPIRE's
+#                                        # own datastore beside one for the attestation results)
 #   scripts/postgres.sh stop DIR         # fast shutdown
 #   scripts/postgres.sh status DIR
 #
@@ -27,7 +29,7 @@ as_pg() {
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start DIR PORT | stop DIR | status DIR"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start DIR PORT | createdb DIR PORT NAME | stop DIR | status DIR"
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd -P)
 
@@ -52,6 +54,19 @@ start)
         || { tail -n 20 "$dir/server.log" >&2 || true; die "pg_ctl start failed"; }
     echo "host=$dir port=$port user=postgres dbname=postgres"
     ;;
+createdb)
+    port=${3:-}
+    name=${4:-}
+    [[ "$port" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '${port}'"
+    # A plain identifier: it is spliced into SQL below.
+    [[ "$name" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "NAME must match [a-z_][a-z0-9_]*, got '${name}'"
+    exists=$(as_pg "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$name'") || die "cannot reach the server in $dir on port $port"
+    if [ "$exists" != 1 ]; then
+        as_pg "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres "$name" || die "createdb $name failed"
+    fi
+    echo "host=$dir port=$port user=postgres dbname=$name"
+    ;;
 stop)
     [ -f "$dir/data/PG_VERSION" ] || die "$dir/data is not a PostgreSQL data folder"
     as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
@@ -60,6 +75,6 @@ status)
     as_pg "$PG_BIN/pg_ctl" -D "$dir/data" status
     ;;
 *)
-    die "unknown command '$cmd' (start, stop, status)"
+    die "unknown command '$cmd' (start, createdb, stop, status)"
     ;;
 esac

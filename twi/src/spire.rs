@@ -251,6 +251,34 @@ pub struct ServerSettings {
     pub extra: String,
 }
 
+/// SPIRE's built-in `sql` DataStore of a server: its `database_type` and `connection_string`.
+#[derive(Clone, Debug)]
+pub struct SqlDataStore {
+    /// `sqlite3`, `postgres` or `mysql`, as SPIRE names them.
+    pub database_type: String,
+    /// For `postgres`, a libpq key/value string (`dbname=spire user=spire host=/run/pg port=5432
+    /// sslmode=disable`; a `host` starting with `/` is a Unix socket folder) or a `postgresql://` URL.
+    pub connection_string: String,
+}
+
+impl SqlDataStore {
+    /// A server's own SQLite file: the single-server default.
+    pub fn sqlite3(path: &Path) -> SqlDataStore {
+        SqlDataStore {
+            database_type: "sqlite3".into(),
+            connection_string: path.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// A PostgreSQL database that several servers may share (HA).
+    pub fn postgres(connection_string: &str) -> SqlDataStore {
+        SqlDataStore {
+            database_type: "postgres".into(),
+            connection_string: connection_string.into(),
+        }
+    }
+}
+
 /// A running SPIRE server.
 #[derive(Debug)]
 pub struct SpireServer {
@@ -267,6 +295,18 @@ impl SpireServer {
     /// Writes `server.conf` under `dir` (sqlite3 DataStore, memory KeyManager, the given plugins) and
     /// starts `spire-server run`; returns once the server reports healthy.
     pub fn start(bins: &SpireBins, dir: &Path, settings: &ServerSettings) -> Result<SpireServer> {
+        let sqlite = SqlDataStore::sqlite3(&dir.join("data/datastore.sqlite3"));
+        SpireServer::start_with_datastore(bins, dir, settings, &sqlite)
+    }
+
+    /// As [`SpireServer::start`], with SPIRE's `sql` DataStore on `datastore`: servers in HA share one
+    /// PostgreSQL database, so each sees the agents the others attested.
+    pub fn start_with_datastore(
+        bins: &SpireBins,
+        dir: &Path,
+        settings: &ServerSettings,
+        datastore: &SqlDataStore,
+    ) -> Result<SpireServer> {
         fs::create_dir_all(dir.join("data"))?;
         let port = free_port()?;
         let socket = dir.join("server.sock");
@@ -279,15 +319,15 @@ impl SpireServer {
             hcl_string(&dir.join("data").to_string_lossy()),
             settings.extra,
         );
-        let sqlite = dir.join("data/datastore.sqlite3");
         PluginBlock {
             kind: "DataStore".into(),
             name: "sql".into(),
             binary: None,
             args: vec![],
             data: format!(
-                "database_type = \"sqlite3\"\nconnection_string = {}",
-                hcl_string(&sqlite.to_string_lossy())
+                "database_type = {}\nconnection_string = {}",
+                hcl_string(&datastore.database_type),
+                hcl_string(&datastore.connection_string)
             ),
         }
         .render(&mut conf);
@@ -445,9 +485,9 @@ impl SpireServer {
         self.proc.kill();
     }
 
-    /// True while the process is running.
+    /// True while the process is running (false after [`SpireServer::stop`] or a kill).
     pub fn running(&mut self) -> bool {
-        self.proc.exited().is_none()
+        self.proc.child.is_some() && self.proc.exited().is_none()
     }
 }
 
