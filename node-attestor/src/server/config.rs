@@ -48,9 +48,16 @@ const SNP_VERIFICATION_KEYS: [&str; 6] = [
     "crl_paths",
     "kds",
 ];
-/// Keys of the `tdx` block that configure verification (collateral, trust anchors).
-const TDX_VERIFICATION_KEYS: [&str; 4] = [
+/// Keys of the `tdx` block that configure verification (collateral sources, trust anchors).
+const TDX_VERIFICATION_KEYS: [&str; 11] = [
     "collateral_dir",
+    "pcs_url",
+    "root_ca_crl_url",
+    "cache_dir",
+    "fetch_timeout_seconds",
+    "collateral_refresh_before_seconds",
+    "collateral_grace_seconds",
+    "collateral_retry_seconds",
     "trusted_roots",
     "disable_intel_roots",
     "simulated_roots",
@@ -996,6 +1003,24 @@ mod tests {
             &format!(
                 "policy_file = \"{}\"\nsnp {{\n disable_amd_roots = false\n crl_paths = []\n}}",
                 path.display()
+            ),
+        )
+        .unwrap();
+        // The TDX collateral sources too.
+        let tdx_doc = policy_file(
+            &dir,
+            "id = \"x\"\nversion = 1\ntdx {\n allow_debug = false\n}\n",
+        );
+        build(
+            &core(),
+            &format!(
+                "policy_file = \"{}\"\ntdx {{\n pcs_url = \"https://pccs.example:8081\"\n \
+                 root_ca_crl_url = \"https://pccs.example:8081/sgx/certification/v4/rootcacrl\"\n \
+                 cache_dir = \"{}\"\n fetch_timeout_seconds = 10\n \
+                 collateral_refresh_before_seconds = 86400\n collateral_grace_seconds = 3600\n \
+                 collateral_retry_seconds = 60\n disable_intel_roots = false\n}}",
+                tdx_doc.display(),
+                dir.path().display()
             ),
         )
         .unwrap();

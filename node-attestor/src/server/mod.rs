@@ -232,6 +232,8 @@ struct Attempt {
     verified: Option<VerifiedEvidence>,
     /// The signed EAR of this attempt.
     ear: Option<results::EarRecord>,
+    /// The TDX collateral the attempt was verified with (where from, stale within grace).
+    collateral: Option<tdx::CollateralUse>,
 }
 
 /// A refusal by [`verify_snp`] or [`tdx::verify_tdx`], with the verified evidence when verification
@@ -278,7 +280,7 @@ impl ServerNodeAttestor {
         if hello.tee == TeeKind::Tdx && cfg.tdx.is_none() {
             return Err(AttestError::NotEnabled {
                 what: "TDX",
-                hint: "its plugin_data has no tdx { collateral_dir = ... } block",
+                hint: "its plugin_data has no tdx { … } block (collateral_dir or pcs_url, roots)",
             });
         }
         let policy = take_policy(&cfg).await?;
@@ -313,19 +315,27 @@ impl ServerNodeAttestor {
                 check_key_proof(&instance_key, &nonce, &answer)?;
                 let now = (self.clock)();
                 let key_der = hello.instance_key;
-                return tokio::task::spawn_blocking(move || {
-                    let t = cfg.tdx.as_ref().ok_or_else(|| twi_core::Error::Internal {
-                        detail: "TDX evidence past the not-enabled check".into(),
-                    })?;
-                    tdx::verify_tdx(t, &policy, &e.quote, &nonce, &key_der, now)
+                // Blocking: collateral may be read from disk or fetched from the PCS / PCCS.
+                let verdict = tokio::task::spawn_blocking(move || match cfg.tdx.as_ref() {
+                    Some(t) => tdx::verify_tdx(t, &policy, &e.quote, &nonce, &key_der, now),
+                    None => tdx::TdxVerdict {
+                        collateral: None,
+                        result: Err(twi_core::Error::Internal {
+                            detail: "TDX evidence past the not-enabled check".into(),
+                        }
+                        .into()),
+                    },
                 })
                 .await
-                .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?
-                .map(|a| Outcome::Tdx(Box::new(a)))
-                .map_err(|f| {
-                    attempt.verified = f.verified;
-                    AttestError::Evidence(f.error)
-                });
+                .map_err(|e| AttestError::Internal(format!("verification task: {e}")))?;
+                attempt.collateral = verdict.collateral;
+                return verdict
+                    .result
+                    .map(|a| Outcome::Tdx(Box::new(a)))
+                    .map_err(|f| {
+                        attempt.verified = f.verified;
+                        AttestError::Evidence(f.error)
+                    });
             }
             _ => {
                 return Err(AttestError::Stream(
@@ -380,6 +390,7 @@ impl ServerNodeAttestor {
                     policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
+                    collateral: attempt.collateral,
                 }
                 .log();
                 Ok(AttestResponse {
@@ -416,6 +427,7 @@ impl ServerNodeAttestor {
                     policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
+                    collateral: attempt.collateral,
                 }
                 .log();
                 Err(status)
@@ -453,6 +465,7 @@ impl ServerNodeAttestor {
                     policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
+                    collateral: attempt.collateral,
                 }
                 .log();
                 Ok(AttestResponse {
@@ -480,6 +493,7 @@ impl ServerNodeAttestor {
                     policy_id,
                     evidence_sha256,
                     ear: attempt.ear.as_ref(),
+                    collateral: attempt.collateral,
                 }
                 .log();
                 Err(status)
@@ -689,11 +703,25 @@ fn log_configured(cfg: &Configured) {
                  (their agents get sim-tdx IDs and simulated: selectors); never use in production"
             );
         }
+        let policy = t.collateral.policy();
         tracing::info!(
             tdx_trust_anchors = t.verifier.roots().describe().len(),
             tdx_anchors_digest = %t.anchors_digest,
+            collateral_dir = %t.offline_dir.as_ref().map_or_else(|| "-".to_owned(), |d| d.display().to_string()),
+            pcs_url = t.pcs_url().unwrap_or("-"),
+            cache_dir = %t.cache_dir.as_ref().map_or_else(|| "-".to_owned(), |d| d.display().to_string()),
+            collateral_refresh_before_seconds = policy.refresh_before_seconds,
+            collateral_grace_seconds = policy.grace_seconds,
+            collateral_retry_seconds = policy.retry_interval_seconds,
             "TDX enabled"
         );
+        if policy.grace_seconds > 0 {
+            tracing::warn!(
+                collateral_grace_seconds = policy.grace_seconds,
+                "TDX collateral past its nextUpdate is accepted for up to collateral_grace_seconds \
+                 when no fresh copy can be had (each such use is logged at warn)"
+            );
+        }
     }
     let policy_file = match &cfg.policy {
         PolicySource::File(f) => f.path().display().to_string(),

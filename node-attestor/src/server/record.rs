@@ -41,6 +41,10 @@ pub(crate) struct AttestationResult<'a> {
     pub(crate) evidence_sha256: Option<&'a str>,
     /// The signed EAR of this attempt, when one was built (not before Configure).
     pub(crate) ear: Option<&'a super::results::EarRecord>,
+    /// TDX: the collateral the quote was verified with (`offline`, `cache`, `fetched`, and
+    /// `,stale-within-grace` when it was past its nextUpdate), so an auditor can find every decision
+    /// taken on grace. `None` for SEV-SNP and before collateral was served.
+    pub(crate) collateral: Option<super::tdx::CollateralUse>,
 }
 
 impl AttestationResult<'_> {
@@ -55,6 +59,7 @@ impl AttestationResult<'_> {
             ear_sha256 = self.ear.map_or("-", |e| e.sha256.as_str()),
             ear_status = self.ear.map_or("-", |e| e.status.as_str()),
             ear_stored = %self.ear.map_or_else(|| "-".to_owned(), |e| e.stored.to_string()),
+            collateral = self.collateral.map_or("-", super::tdx::CollateralUse::as_record),
             "attestation result"
         );
     }

@@ -1,19 +1,27 @@
 //! Intel TDX on the server: the `tdx { … }` block, its validated form (roots, a long-lived
-//! [`TdxVerifier`], the collateral; its policy keys when no policy document is configured) and the
-//! blocking verification of one quote.
+//! [`TdxVerifier`], the collateral source; its policy keys when no policy document is configured) and
+//! the blocking verification of one quote.
 //!
 //! The verifier lives as long as the configuration, so its caches (verified collateral, PCK chains, QE
-//! reports) make warm attestations cost one quote signature. The collateral is read from
-//! `collateral_dir` at Configure and re-read when one of its files changes (size or modification time,
-//! checked at every attestation — seven `stat`s) or when the verifier finds it stale; stale collateral
-//! that nobody refreshed fails closed with `collateral-expired`.
+//! reports) make warm attestations cost one quote signature. The collateral comes from
+//! [`TdxCollateralSource`] for the platform the quote's PCK certificate names: the operator's offline
+//! bundle (`collateral_dir`, re-read when one of its files changes), else the on-disk cache
+//! (`cache_dir`), else Intel PCS / a PCCS (`pcs_url`, opt-in), refetched ahead of its nextUpdate.
+//! Collateral past its nextUpdate is served only within `collateral_grace_seconds` (logged at warn at
+//! every use, and named in the attestation result record); past that it fails closed with
+//! `collateral-expired`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use twi_core::collateral::{
+    collateral_times, Origin, PcsConfig, PlatformKey, RefreshPolicy, Served, TdxCollateralSource,
+    TdxSourceConfig, UreqFetch, MAX_PLATFORMS,
+};
 use twi_core::policy::Policy;
 use twi_core::tdx::{
     appraise, check_report_data, Collateral, IntelRoots, Masked, Quote, TcbStatus, TdxPolicy,
@@ -29,9 +37,36 @@ use crate::wire;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TdxConfig {
-    /// Directory of Intel PCS collateral, files named as [`COLLATERAL_FILES`]. Required.
+    /// The operator's offline collateral bundle: files named as [`COLLATERAL_FILES`], or
+    /// `<fmspc>-<platform|processor>/` subdirectories of them. It wins over the cache and PCS while it
+    /// is current. This or `pcs_url` is required.
     #[serde(default)]
     pub collateral_dir: Option<PathBuf>,
+    /// Opt-in online fetching: Intel PCS (`https://api.trustedservices.intel.com`) or a PCCS
+    /// (`https://pccs.example:8081`). Absent: the plugin makes no TDX network requests.
+    #[serde(default)]
+    pub pcs_url: Option<String>,
+    /// Where the Intel SGX Root CA CRL is fetched from. Default: Intel's distribution point for Intel
+    /// PCS, the PCCS's `/sgx/certification/v4/rootcacrl` otherwise.
+    #[serde(default)]
+    pub root_ca_crl_url: Option<String>,
+    /// Where fetched collateral is kept (`<cache_dir>/tdx/<fmspc>-<ca>/`), so that a restart does not
+    /// refetch and servers sharing it fetch once. Required with `pcs_url`; may be `snp.kds.cache_dir`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Timeout of one PCS / PCCS request, 1..=300. Default 30.
+    #[serde(default)]
+    pub fetch_timeout_seconds: Option<u64>,
+    /// Refetch this long before the earliest nextUpdate. Default 604800 (a week).
+    #[serde(default)]
+    pub collateral_refresh_before_seconds: Option<u64>,
+    /// Keep using collateral past its nextUpdate this long when no fresh copy can be had (logged at
+    /// warn at every use). Default 0: fail closed at nextUpdate.
+    #[serde(default)]
+    pub collateral_grace_seconds: Option<u64>,
+    /// After a fetch attempt for a platform, wait this long before the next one. Default 300.
+    #[serde(default)]
+    pub collateral_retry_seconds: Option<u64>,
     #[serde(default)]
     pub allow_debug: bool,
     /// Intel's spelling (`UpToDate`, `SWHardeningNeeded`, …). Default `["UpToDate"]`.
@@ -105,82 +140,18 @@ fn parse_u64(v: &NumberOrString) -> Result<u64, String> {
     }
 }
 
-/// Modification time and size of each collateral file: what says "the files changed".
-type Stamp = Vec<Option<(SystemTime, u64)>>;
-
-fn stamp(dir: &Path) -> Stamp {
-    COLLATERAL_FILES
-        .iter()
-        .map(|f| {
-            std::fs::metadata(dir.join(f))
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
-}
-
-/// The collateral in use and the stamp of the files it was read from.
-#[derive(Debug)]
-pub(crate) struct CollateralState {
-    dir: PathBuf,
-    current: Mutex<(Arc<Collateral>, Stamp)>,
-}
-
-impl CollateralState {
-    fn load(dir: &Path) -> Result<CollateralState, twi_core::Error> {
-        let before = stamp(dir);
-        let c = Collateral::from_dir(dir)?;
-        Ok(CollateralState {
-            dir: dir.to_path_buf(),
-            current: Mutex::new((Arc::new(c), before)),
-        })
-    }
-
-    /// The collateral to verify with now, re-read first if its files changed since it was read. A
-    /// re-read that fails keeps the previous collateral (still verified and window-checked at every use)
-    /// and is retried at the next attestation.
-    pub(crate) fn get(&self) -> Arc<Collateral> {
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = stamp(&self.dir);
-        if now != cur.1 {
-            match Collateral::from_dir(&self.dir) {
-                Ok(c) => {
-                    tracing::info!(dir = %self.dir.display(), digest = %hex::encode(c.digest()), "TDX collateral re-read (files changed)");
-                    *cur = (Arc::new(c), now);
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "TDX collateral changed but cannot be read; keeping the previous one");
-                }
-            }
-        }
-        Arc::clone(&cur.0)
-    }
-
-    /// Re-reads the files unconditionally (the verifier found the collateral stale); `Some` only when
-    /// the content differs from what is in use.
-    pub(crate) fn reread(&self) -> Option<Arc<Collateral>> {
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = stamp(&self.dir);
-        match Collateral::from_dir(&self.dir) {
-            Ok(c) if c.digest() != cur.0.digest() => {
-                tracing::info!(dir = %self.dir.display(), digest = %hex::encode(c.digest()), "TDX collateral re-read (previous one stale)");
-                *cur = (Arc::new(c), now);
-                Some(Arc::clone(&cur.0))
-            }
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "TDX collateral cannot be re-read");
-                None
-            }
-        }
-    }
-}
-
 /// The validated `tdx` block (its verification half: the policy is [`super::config::Configured`]'s).
 #[derive(Debug)]
 pub(crate) struct TdxConfigured {
     pub(crate) verifier: Arc<TdxVerifier>,
-    pub(crate) collateral: CollateralState,
+    /// Collateral by platform: offline bundle, cache, PCS / PCCS.
+    pub(crate) collateral: TdxCollateralSource,
+    /// The configured sources, for the Configure log.
+    pub(crate) offline_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Digest of the collateral last served per platform, so that a change (a fetch, a refresh, a
+    /// replaced bundle) is logged once at info rather than at every attestation.
+    last_served: Mutex<HashMap<PlatformKey, [u8; 32]>>,
     /// SHA-256 (hex) of the TDX trust anchors (outside the policy digest), named in EARs beside the
     /// policy.
     pub(crate) anchors_digest: String,
@@ -331,29 +302,310 @@ pub(crate) fn build(t: &TdxConfig, problems: &mut Problems) -> Option<TdxConfigu
         );
     }
 
-    let collateral = match &t.collateral_dir {
-        None => {
-            problems.add(
-                "tdx.collateral_dir",
-                "required: a directory with Intel PCS collateral (tcb_info.json, qe_identity.json, CRLs and issuer chains)",
-            );
-            None
-        }
-        Some(dir) => match CollateralState::load(dir) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.add("tdx.collateral_dir", format!("{}: {e}", dir.display()));
-                None
-            }
-        },
-    };
-    let collateral = collateral?;
+    let collateral = build_collateral(t, problems)?;
     Some(TdxConfigured {
         anchors_digest: anchors_digest(&roots),
         verifier: Arc::new(TdxVerifier::new(roots)),
         collateral,
+        offline_dir: t.collateral_dir.clone(),
+        cache_dir: t.cache_dir.clone(),
+        last_served: Mutex::new(HashMap::new()),
         simulated_roots,
     })
+}
+
+/// Default `tdx.fetch_timeout_seconds`.
+pub(crate) const DEFAULT_FETCH_TIMEOUT_SECONDS: u64 = 30;
+/// Longest `tdx.collateral_grace_seconds`: 30 days, Intel's own collateral cycle. Past it a revoked PCK
+/// or a TCB recovery could go unseen for longer than collateral is ever meant to live.
+pub(crate) const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
+/// Longest `tdx.collateral_retry_seconds` (a day).
+pub(crate) const MAX_RETRY_SECONDS: u64 = 86_400;
+
+/// Whether `url` is an absolute http(s) URL with a host.
+fn check_url(key: &str, url: &str, problems: &mut Problems) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if !ok {
+        problems.add(
+            key,
+            format!(
+                "{url:?} is not an http(s) URL (e.g. \"https://api.trustedservices.intel.com\" or \"https://pccs.example:8081\")"
+            ),
+        );
+    }
+    ok
+}
+
+/// `<12 hex digits>-<platform|processor>`, the name of a per-platform bundle directory; `Some(false)`
+/// when it is one but not in lower case (the source looks for lower case only).
+fn platform_dir_name(name: &str) -> Option<bool> {
+    let (fmspc, ca) = name.split_once('-')?;
+    let is = fmspc.len() == 12
+        && fmspc.bytes().all(|b| b.is_ascii_hexdigit())
+        && (ca.eq_ignore_ascii_case("platform") || ca.eq_ignore_ascii_case("processor"));
+    is.then(|| name == name.to_ascii_lowercase())
+}
+
+/// Whether the bundle in `dir` reads and its items parse as what they claim to be (their signatures
+/// are the verifier's to check, at every attestation).
+fn check_bundle(dir: &Path) -> Result<(), String> {
+    let c = Collateral::from_dir(dir).map_err(|e| e.to_string())?;
+    collateral_times(&c).map(|_| ())
+}
+
+/// Checks the offline bundle directory: every bundle in it (flat, or per platform) must parse, and
+/// without online fetching there must be one.
+fn check_offline_dir(dir: &Path, online: bool, problems: &mut Problems) {
+    const KEY: &str = "tdx.collateral_dir";
+    if dir.as_os_str().is_empty() {
+        problems.add(KEY, "must not be empty");
+        return;
+    }
+    if !dir.is_dir() {
+        problems.add(KEY, format!("{} is not a directory", dir.display()));
+        return;
+    }
+    let mut bundles = 0usize;
+    if COLLATERAL_FILES.iter().any(|f| dir.join(f).exists()) {
+        bundles = bundles.saturating_add(1);
+        if let Err(e) = check_bundle(dir) {
+            problems.add(KEY, format!("{}: {e}", dir.display()));
+        }
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.add(KEY, format!("cannot list {}: {e}", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(lower) = name.to_str().and_then(platform_dir_name) else {
+            continue;
+        };
+        if !path.is_dir() {
+            continue;
+        }
+        if !lower {
+            problems.add(KEY, format!("{}: name it in lower case", path.display()));
+            continue;
+        }
+        bundles = bundles.saturating_add(1);
+        if let Err(e) = check_bundle(&path) {
+            problems.add(KEY, format!("{}: {e}", path.display()));
+        }
+    }
+    if bundles == 0 && !online {
+        problems.add(
+            KEY,
+            format!(
+                "{} holds no collateral: put the files {} there (or in <fmspc>-<platform|processor>/ \
+                 subdirectories, e.g. b0c06f000000-platform/), or set tdx.pcs_url to fetch them",
+                dir.display(),
+                COLLATERAL_FILES.join(", ")
+            ),
+        );
+    }
+}
+
+/// `key`'s value, `default` when absent, checked against `range`.
+fn seconds(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    problems: &mut Problems,
+) -> u64 {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        problems.add(
+            key,
+            format!("{v} is out of range {}..={}", range.start(), range.end()),
+        );
+    }
+    v
+}
+
+/// The collateral source of the block; `None` after a problem.
+fn build_collateral(t: &TdxConfig, problems: &mut Problems) -> Option<TdxCollateralSource> {
+    let before = problems.len();
+    if t.collateral_dir.is_none() && t.pcs_url.is_none() {
+        problems.add(
+            "tdx.collateral_dir",
+            "required unless tdx.pcs_url is set: a directory with Intel PCS collateral (tcb_info.json, \
+             qe_identity.json, CRLs and issuer chains), or tdx.pcs_url to fetch it from Intel PCS / a PCCS",
+        );
+    }
+    if let Some(dir) = &t.collateral_dir {
+        check_offline_dir(dir, t.pcs_url.is_some(), problems);
+    }
+    if let Some(url) = &t.pcs_url {
+        check_url("tdx.pcs_url", url, problems);
+    }
+    match (&t.root_ca_crl_url, &t.pcs_url) {
+        (Some(url), Some(_)) => {
+            check_url("tdx.root_ca_crl_url", url, problems);
+        }
+        (Some(_), None) => problems.add(
+            "tdx.root_ca_crl_url",
+            "only used for online fetching: set tdx.pcs_url too, or remove it",
+        ),
+        (None, _) => {}
+    }
+    match &t.cache_dir {
+        None if t.pcs_url.is_some() => problems.add(
+            "tdx.cache_dir",
+            "required with tdx.pcs_url: a directory where fetched collateral is kept (it may be \
+             snp.kds.cache_dir)",
+        ),
+        None => {}
+        Some(dir) if dir.as_os_str().is_empty() => {
+            problems.add("tdx.cache_dir", "must not be empty")
+        }
+        Some(dir) if dir.exists() && !dir.is_dir() => problems.add(
+            "tdx.cache_dir",
+            format!("{} exists and is not a directory", dir.display()),
+        ),
+        Some(_) => {}
+    }
+    let timeout = seconds(
+        "tdx.fetch_timeout_seconds",
+        t.fetch_timeout_seconds,
+        DEFAULT_FETCH_TIMEOUT_SECONDS,
+        1..=300,
+        problems,
+    );
+    let defaults = RefreshPolicy::default();
+    let policy = RefreshPolicy {
+        refresh_before_seconds: seconds(
+            "tdx.collateral_refresh_before_seconds",
+            t.collateral_refresh_before_seconds,
+            defaults.refresh_before_seconds,
+            0..=90 * 86_400,
+            problems,
+        ),
+        grace_seconds: seconds(
+            "tdx.collateral_grace_seconds",
+            t.collateral_grace_seconds,
+            defaults.grace_seconds,
+            0..=MAX_GRACE_SECONDS,
+            problems,
+        ),
+        retry_interval_seconds: seconds(
+            "tdx.collateral_retry_seconds",
+            t.collateral_retry_seconds,
+            defaults.retry_interval_seconds,
+            1..=MAX_RETRY_SECONDS,
+            problems,
+        ),
+    };
+    if problems.len() > before {
+        return None;
+    }
+    let online = t.pcs_url.as_ref().map(|url| PcsConfig {
+        base_url: url.clone(),
+        root_ca_crl_url: t.root_ca_crl_url.clone(),
+        timeout: Duration::from_secs(timeout),
+        fetch: Arc::new(UreqFetch),
+    });
+    Some(TdxCollateralSource::new(TdxSourceConfig {
+        offline_dir: t.collateral_dir.clone(),
+        cache_dir: t.cache_dir.clone(),
+        online,
+        policy,
+    }))
+}
+
+impl TdxConfigured {
+    /// The normalised PCS / PCCS base URL when fetching is on.
+    pub(crate) fn pcs_url(&self) -> Option<&str> {
+        self.collateral.pcs_urls().map(|u| u.base())
+    }
+
+    /// Logs what `served` asks to be logged: each problem met on the way and stale use within the
+    /// grace period at warn (at every use: an operator must see that the verifier runs on grace), a
+    /// change of the collateral in use at info.
+    fn log_served(&self, key: &PlatformKey, served: &Served) {
+        for w in &served.warnings {
+            tracing::warn!(platform = %key, error = %w, "TDX collateral: problem while getting it (collateral was still served)");
+        }
+        if let Some(stale) = &served.stale {
+            tracing::warn!(
+                platform = %key,
+                origin = %served.origin,
+                stale_since = stale.since,
+                grace_until = stale.until(),
+                grace_seconds = stale.grace_seconds,
+                digest = %hex::encode(served.collateral.digest()),
+                "TDX {stale}: verifying at its last current instant"
+            );
+        }
+        let digest = *served.collateral.digest();
+        let mut last = self
+            .last_served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.get(key) == Some(&digest) {
+            return;
+        }
+        // Keys come from unverified quotes: bound the map.
+        if last.len() >= MAX_PLATFORMS && !last.contains_key(key) {
+            last.clear();
+        }
+        last.insert(*key, digest);
+        drop(last);
+        tracing::info!(
+            platform = %key,
+            origin = %served.origin,
+            next_update = served.times.next_update,
+            next_update_item = served.times.next_update_item,
+            digest = %hex::encode(digest),
+            "TDX collateral in use for this platform"
+        );
+    }
+}
+
+/// Which collateral an attestation used, for its "attestation result" record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CollateralUse {
+    /// `offline`, `cache` or `fetched`.
+    pub(crate) origin: &'static str,
+    /// Past its nextUpdate, served within the grace period.
+    pub(crate) stale_within_grace: bool,
+}
+
+impl CollateralUse {
+    fn of(served: &Served) -> CollateralUse {
+        CollateralUse {
+            origin: match served.origin {
+                Origin::Offline(_) => "offline",
+                Origin::Cache(_) => "cache",
+                Origin::Fetched(_) => "fetched",
+            },
+            stale_within_grace: served.stale.is_some(),
+        }
+    }
+
+    /// The record's `collateral` value: `offline`, `cache`, `fetched`, with `,stale-within-grace`.
+    pub(crate) fn as_record(self) -> &'static str {
+        match (self.origin, self.stale_within_grace) {
+            ("offline", false) => "offline",
+            ("offline", true) => "offline,stale-within-grace",
+            ("cache", false) => "cache",
+            ("cache", true) => "cache,stale-within-grace",
+            (_, false) => "fetched",
+            (_, true) => "fetched,stale-within-grace",
+        }
+    }
 }
 
 /// A verified, bound and appraised TDX quote.
@@ -366,9 +618,17 @@ pub(crate) struct AcceptedTdx {
     pub(crate) selectors: Vec<String>,
 }
 
-/// The blocking part for TDX: parse, verify with the collateral (re-read once if stale), bind, appraise
-/// under `policy` (the one taken for this attestation), map the policy's `policy-match` selectors. A
-/// refusal after verification carries the verified quote, so its EAR can say what was appraised.
+/// What [`verify_tdx`] produced: the outcome, and the collateral used (when any was served).
+pub(crate) struct TdxVerdict {
+    pub(crate) collateral: Option<CollateralUse>,
+    pub(crate) result: Result<AcceptedTdx, VerifyFailure>,
+}
+
+/// The blocking part for TDX (it may fetch collateral): parse, get the collateral for the quote's
+/// platform, verify (once more with refreshed collateral when the verifier refuses the collateral),
+/// bind, appraise under `policy` (the one taken for this attestation), map the policy's
+/// `policy-match` selectors. A refusal after verification carries the verified quote, so its EAR can
+/// say what was appraised.
 pub(crate) fn verify_tdx(
     tdx: &TdxConfigured,
     policy: &Policy,
@@ -376,17 +636,67 @@ pub(crate) fn verify_tdx(
     nonce: &[u8],
     instance_key_der: &[u8],
     now: i64,
+) -> TdxVerdict {
+    let mut collateral = None;
+    let result = verify_tdx_inner(
+        tdx,
+        policy,
+        quote,
+        nonce,
+        instance_key_der,
+        now,
+        &mut collateral,
+    );
+    TdxVerdict { collateral, result }
+}
+
+fn verify_tdx_inner(
+    tdx: &TdxConfigured,
+    policy: &Policy,
+    quote: &[u8],
+    nonce: &[u8],
+    instance_key_der: &[u8],
+    now: i64,
+    used: &mut Option<CollateralUse>,
 ) -> Result<AcceptedTdx, VerifyFailure> {
     let tdx_policy = policy.tdx_policy().map_err(|e| twi_core::Error::Internal {
         detail: format!("TDX evidence past the policy's TEE check: {e}"),
     })?;
     let quote = Quote::parse(quote)?;
-    let collateral = tdx.collateral.get();
-    let verified = match tdx.verifier.verify(&quote, &collateral, now) {
-        Err(e) if e.category() == "collateral-expired" => match tdx.collateral.reread() {
-            Some(fresh) => tdx.verifier.verify(&quote, &fresh, now),
-            None => Err(e),
-        },
+    let key = PlatformKey::from_quote(&quote).map_err(twi_core::Error::from)?;
+    let served = tdx.collateral.get(&key, now).map_err(|e| {
+        tracing::warn!(platform = %key, error = %e, "TDX collateral unavailable: attestation refused");
+        twi_core::Error::from(e)
+    })?;
+    tdx.log_served(&key, &served);
+    *used = Some(CollateralUse::of(&served));
+    let verified = match tdx.verifier.verify(
+        &quote,
+        &served.collateral,
+        served.verification_time(now),
+    ) {
+        Err(e) if matches!(e.category(), "collateral-expired" | "collateral-signature") => {
+            // The source thought it good, the verifier does not: fetch (when online) or re-read once.
+            match tdx.collateral.refresh(&key, now) {
+                Ok(fresh) if fresh.collateral.digest() != served.collateral.digest() => {
+                    tracing::info!(platform = %key, refused = %e, "TDX collateral refused by the verifier; retrying with refreshed collateral");
+                    tdx.log_served(&key, &fresh);
+                    *used = Some(CollateralUse::of(&fresh));
+                    tdx.verifier
+                        .verify(&quote, &fresh.collateral, fresh.verification_time(now))
+                }
+                Ok(same) => {
+                    for w in &same.warnings {
+                        tracing::warn!(platform = %key, error = %w, "TDX collateral refresh failed");
+                    }
+                    Err(e)
+                }
+                Err(re) => {
+                    tracing::warn!(platform = %key, error = %re, "TDX collateral refresh failed");
+                    Err(e)
+                }
+            }
+        }
         other => other,
     }?;
     let checked = check_report_data(&quote, &wire::report_data(nonce, instance_key_der))

@@ -27,11 +27,18 @@ const SNP_PLUGIN_KEYS: [&str; 6] = [
     "kds",
 ];
 /// Keys of the plugin's `tdx { }` block that configure verification, not appraisal.
-const TDX_PLUGIN_KEYS: [&str; 4] = [
+const TDX_PLUGIN_KEYS: [&str; 11] = [
     "collateral_dir",
     "trusted_roots",
     "disable_intel_roots",
     "simulated_roots",
+    "pcs_url",
+    "root_ca_crl_url",
+    "cache_dir",
+    "fetch_timeout_seconds",
+    "collateral_refresh_before_seconds",
+    "collateral_grace_seconds",
+    "collateral_retry_seconds",
 ];
 
 /// A policy document as decoded, before its values are checked. Public so a plugin can embed it in its
