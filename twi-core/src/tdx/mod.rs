@@ -62,6 +62,76 @@ pub fn fuzz_parse_tdx(data: &[u8]) {
     }
 }
 
+/// Fuzzing entry point for TCB info and QE identity (a PCS body, or its inner object): decodes every
+/// field the verifier decodes and runs Intel's TCB level matching with the SVNs of each level of the
+/// document itself, plus all-zero and all-0xFF platforms, without any signature in the way. Must
+/// never panic, whatever `data` is. True when `data` is a collateral part that parses (TCB info, QE
+/// identity, CRL, PEM chain): only then is a harness's slower, signed path worth running.
+#[doc(hidden)]
+pub fn fuzz_tdx_collateral(data: &[u8]) -> bool {
+    use collateral::{hex_field, parse_time, QeIdentity, TcbInfo};
+    let mut parsed = cert::Crl::from_der(data, "fuzz").is_ok()
+        || cert::pem_chain(data, "fuzz").is_ok_and(|c| !c.is_empty());
+    let text = std::str::from_utf8(data).ok();
+    let tcb_body = collateral::split_tcb_info(data).ok().map(|s| s.body);
+    let qe_body = collateral::split_qe_identity(data).ok().map(|s| s.body);
+    for body in [tcb_body, text].into_iter().flatten() {
+        let Ok(info) = serde_json::from_str::<TcbInfo>(body) else {
+            continue;
+        };
+        parsed = true;
+        let _ = (
+            hex_field::<6>(&info.fmspc, "fuzz"),
+            hex_field::<2>(&info.pce_id, "fuzz"),
+            parse_time(&info.issue_date, "fuzz"),
+            parse_time(&info.next_update, "fuzz"),
+        );
+        let svns = |c: &[collateral::Component]| {
+            let mut a = [0u8; 16];
+            for (d, s) in a.iter_mut().zip(c) {
+                *d = s.svn;
+            }
+            a
+        };
+        let mut platforms = vec![
+            ([0u8; 16], 0u16, [0u8; 16]),
+            ([0xff; 16], u16::MAX, [0xff; 16]),
+        ];
+        for l in info.tcb_levels.iter().take(8) {
+            let t = &l.tcb;
+            platforms.push((
+                svns(&t.sgxtcbcomponents),
+                t.pcesvn,
+                svns(&t.tdxtcbcomponents),
+            ));
+        }
+        for (sgx, pce_svn, tee) in &platforms {
+            let p = tcb::PlatformSvns {
+                sgx_components: sgx,
+                pce_svn: *pce_svn,
+            };
+            let _ = tcb::tdx_status(&info, &p, tee, None, TcbStatus::UpToDate, &[]);
+            let _ = tcb::tdx_status(&info, &p, tee, Some(&[0xff; 16]), TcbStatus::OutOfDate, &[]);
+        }
+    }
+    for body in [qe_body, text].into_iter().flatten() {
+        let Ok(qe) = serde_json::from_str::<QeIdentity>(body) else {
+            continue;
+        };
+        parsed = true;
+        let _ = (
+            hex_field::<32>(&qe.mrsigner, "fuzz"),
+            hex_field::<4>(&qe.miscselect, "fuzz"),
+            hex_field::<4>(&qe.miscselect_mask, "fuzz"),
+            hex_field::<16>(&qe.attributes, "fuzz"),
+            hex_field::<16>(&qe.attributes_mask, "fuzz"),
+            parse_time(&qe.issue_date, "fuzz"),
+            parse_time(&qe.next_update, "fuzz"),
+        );
+    }
+    parsed
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -85,6 +155,11 @@ mod tests {
             read("tdx/dq-b0c06f-v4/collateral/pck_crl.der"),
             read("vendor-roots/intel/IntelSGXRootCA.der"),
         ];
+        // The collateral entry's verdict gates a harness's signed path: PEM chain, TCB info, QE
+        // identity and CRL parse as collateral; quotes and a bare certificate do not.
+        for (i, seed) in seeds.iter().enumerate() {
+            assert_eq!(fuzz_tdx_collateral(seed), (2..=5).contains(&i), "seed {i}");
+        }
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -95,6 +170,7 @@ mod tests {
         for seed in &seeds {
             for cut in (0..seed.len()).step_by(89) {
                 fuzz_parse_tdx(&seed[..cut]);
+                let _ = fuzz_tdx_collateral(&seed[..cut]);
             }
             for _ in 0..150 {
                 let mut m = seed.clone();
@@ -103,6 +179,7 @@ mod tests {
                     m[i] ^= 1 << (next() % 8);
                 }
                 fuzz_parse_tdx(&m);
+                let _ = fuzz_tdx_collateral(&m);
             }
         }
     }

@@ -1,0 +1,3 @@
+plugin_name = "twi"
+can_reattest = true
+nonce_len = 32
