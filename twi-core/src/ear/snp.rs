@@ -136,7 +136,7 @@ pub fn from_snp(
     policy_id: &PolicyId,
     now: i64,
 ) -> Ear {
-    let mut appraisal = match outcome {
+    let appraisal = match outcome {
         SnpOutcome::Verified {
             verified,
             policy,
@@ -145,6 +145,28 @@ pub fn from_snp(
         } => verified_appraisal(verified, policy, expected_report_data, instance_key_spki),
         SnpOutcome::Refused(r) => refused_appraisal(&r),
     };
+    single_submod_ear(
+        issuer,
+        SNP_SUBMOD,
+        appraisal,
+        nonce,
+        agent_id,
+        policy_id,
+        now,
+    )
+}
+
+/// The EAR around one TEE's appraisal (shared by [`from_snp`] and `from_tdx`): policy id, `eat_nonce`
+/// when the challenge is within EAT's bounds, validity window, and the overall status of that submod.
+pub(super) fn single_submod_ear(
+    issuer: &EarIssuer,
+    submod: &str,
+    mut appraisal: Appraisal,
+    nonce: &[u8],
+    agent_id: Option<&str>,
+    policy_id: &PolicyId,
+    now: i64,
+) -> Ear {
     appraisal.policy_ids = vec![policy_id.uri()];
     appraisal.nonce = NONCE_LEN
         .contains(&nonce.len())
@@ -156,12 +178,12 @@ pub fn from_snp(
         exp: now.saturating_add(i64::from(issuer.validity_secs)),
         verifier_id: issuer.verifier_id.clone(),
         status,
-        submods: [(SNP_SUBMOD.to_owned(), appraisal)].into_iter().collect(),
+        submods: [(submod.to_owned(), appraisal)].into_iter().collect(),
         agent_id: agent_id.map(str::to_owned),
     }
 }
 
-fn empty_appraisal(status: Status, trust_vector: TrustVector) -> Appraisal {
+pub(super) fn empty_appraisal(status: Status, trust_vector: TrustVector) -> Appraisal {
     Appraisal {
         status,
         trust_vector,

@@ -16,12 +16,10 @@
 //! missing or expired collateral → none; our own fault → none with "verifier malfunction"; accepted →
 //! the worst tier of the vector, at least warning when the root is simulated.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::claims::{tv, Appraisal, Ear, PolicyId, Status, TrustVector, EAR_PROFILE};
-use super::snp::{EarIssuer, Refusal};
+use super::claims::{tv, Appraisal, Ear, PolicyId, Status, TrustVector};
+use super::snp::{empty_appraisal, single_submod_ear, EarIssuer, Refusal};
 use crate::error::{
     ErrorClass, Violation, DEBUG_POLICY_FIELD, TCB_STATUS_FIELD, TD_ATTRIBUTES_FIELD,
 };
@@ -30,8 +28,6 @@ use crate::tdx::{appraise, check_report_data, TcbStatus, TdxPolicy, VerifiedTdx}
 /// The `submods` key of the TDX appraisal.
 pub const TDX_SUBMOD: &str = "tdx";
 
-/// `eat_nonce` bounds (EAT: 8 to 64 bytes); a challenge outside them is left out of the EAR.
-const NONCE_LEN: std::ops::RangeInclusive<usize> = 8..=64;
 
 /// What the verifier knows at its decision point.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +59,7 @@ pub fn from_tdx(
     policy_id: &PolicyId,
     now: i64,
 ) -> Ear {
-    let mut appraisal = match outcome {
+    let appraisal = match outcome {
         TdxOutcome::Verified {
             verified,
             policy,
@@ -72,35 +68,15 @@ pub fn from_tdx(
         } => verified_appraisal(verified, policy, expected_report_data, instance_key_spki),
         TdxOutcome::Refused(r) => refused_appraisal(&r),
     };
-    appraisal.policy_ids = vec![policy_id.uri()];
-    appraisal.nonce = NONCE_LEN
-        .contains(&nonce.len())
-        .then(|| B64URL.encode(nonce));
-    let status = appraisal.status;
-    Ear {
-        profile: EAR_PROFILE.into(),
-        iat: now,
-        exp: now.saturating_add(i64::from(issuer.validity_secs())),
-        verifier_id: issuer.verifier_id().clone(),
-        status,
-        submods: [(TDX_SUBMOD.to_owned(), appraisal)].into_iter().collect(),
-        agent_id: agent_id.map(str::to_owned),
-    }
-}
-
-fn empty_appraisal(status: Status, trust_vector: TrustVector) -> Appraisal {
-    Appraisal {
-        status,
-        trust_vector,
-        policy_ids: Vec::new(),
-        nonce: None,
-        evidence_sha256: None,
-        tcb_status: None,
-        advisory_ids: Vec::new(),
-        key_binding: None,
-        simulated: None,
-        reason: None,
-    }
+    single_submod_ear(
+        issuer,
+        TDX_SUBMOD,
+        appraisal,
+        nonce,
+        agent_id,
+        policy_id,
+        now,
+    )
 }
 
 /// Policy fields about the TD's configuration (not its code, not the platform).
