@@ -16,9 +16,9 @@
 //!   vmpl = 0
 //! }
 //! tdx {                                              # Intel TDX
-//!   source = "auto"                                  # auto | configfs-tsm | simulated
+//!   source = "auto"                                  # auto | configfs-tsm | tdx-guest | simulated
 //!   configfs_tsm_path = "/sys/kernel/config/tsm/report"
-//!   tdx_guest_device = "/dev/tdx_guest"              # only to explain a TDREPORT-only guest
+//!   tdx_guest_device = "/dev/tdx_guest"              # legacy ioctls, when configfs-tsm has no TDX
 //! }
 //! simulated_tdx {                                    # required iff tdx.source = "simulated"
 //!   dir = "/var/lib/twi/sim-tdx"
@@ -48,7 +48,8 @@ use twi_plugin::{from_hcl, ConfigError, CoreConfig};
 pub const DEFAULT_CONFIGFS_TSM_PATH: &str = "/sys/kernel/config/tsm/report";
 /// Default sev-guest device node.
 pub const DEFAULT_SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
-/// Default tdx-guest device node (TDREPORT only on current kernels; quotes come through configfs-tsm).
+/// Default tdx-guest device node: quotes through the legacy GetQuote ioctl where the kernel has one
+/// (current kernels give only a TDREPORT there; their quotes come through configfs-tsm).
 pub const DEFAULT_TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
 
 /// Which TEE the agent is in.
@@ -66,10 +67,14 @@ pub enum TeeChoice {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TdxSource {
-    /// configfs-tsm with provider `tdx_guest`; else an error explaining what is missing.
+    /// configfs-tsm with provider `tdx_guest`; else `/dev/tdx_guest` with the legacy GetQuote ioctl;
+    /// else an error explaining what is missing.
     #[default]
     Auto,
     ConfigfsTsm,
+    /// `/dev/tdx_guest`: TDX_CMD_GET_REPORT0, then the legacy TDX_CMD_GET_QUOTE (kernels without
+    /// configfs-tsm TDX quotes). Named like the SEV-SNP `sev-guest` source.
+    TdxGuest,
     /// The simulated TDX platform of `twi_core::sim::tdx`. Testing only.
     Simulated,
 }
@@ -79,6 +84,7 @@ impl TdxSource {
         match self {
             TdxSource::Auto => "auto",
             TdxSource::ConfigfsTsm => "configfs-tsm",
+            TdxSource::TdxGuest => "tdx-guest",
             TdxSource::Simulated => "simulated",
         }
     }
@@ -572,6 +578,16 @@ mod tests {
         );
         let c = build(&core(), "snp {\n source = \"sev-guest\"\n}").unwrap();
         assert_eq!(c.source, Source::SevGuest);
+        let c = build(
+            &core(),
+            "tdx {\n source = \"tdx-guest\"\n tdx_guest_device = \"/tmp/tdx\"\n}",
+        )
+        .unwrap();
+        assert_eq!(c.tee, TeeChoice::Tdx);
+        assert_eq!(c.tdx.source, TdxSource::TdxGuest);
+        assert_eq!(c.tdx.source.as_str(), "tdx-guest");
+        assert_eq!(c.tdx.tdx_guest_device, PathBuf::from("/tmp/tdx"));
+        assert_eq!(c.tdx.simulated, None);
     }
 
     #[test]
@@ -770,6 +786,12 @@ mod tests {
             ("tee = \"sgx\"".into(), "tee"),
             ("tdx {\n source = \"sev-guest\"\n}".into(), "tdx.source"),
             ("tdx {\n configfs_tsm_path = \"\"\n}".into(), "tdx.configfs_tsm_path"),
+            ("tdx {\n tdx_guest_device = \" \"\n}".into(), "tdx.tdx_guest_device"),
+            ("tdx {\n source = \"tdx_guest\"\n}".into(), "tdx.source"),
+            (
+                "tdx {\n source = \"tdx-guest\"\n}\nsimulated_tdx {\n dir = \"/d\"\n}".into(),
+                "simulated_tdx",
+            ),
             ("tdx {\n source = \"simulated\"\n}".into(), "simulated_tdx"),
             ("simulated_tdx {\n dir = \"/d\"\n}".into(), "simulated_tdx"),
             (

@@ -262,6 +262,24 @@ impl AgentPlugin {
                     Err(e) => Err(invalid("tdx.configfs_tsm_path", e.to_string())),
                 }
             }
+            TdxSource::TdxGuest => {
+                if !t.tdx_guest_device.exists() {
+                    return Err(invalid(
+                        "tdx.tdx_guest_device",
+                        format!(
+                            "{} does not exist (is the tdx_guest driver loaded?)",
+                            t.tdx_guest_device.display()
+                        ),
+                    ));
+                }
+                // One TDREPORT (no host round trip), so that a node that is not the tdx_guest device
+                // fails Configure; whether the kernel has GetQuote shows at the first attestation.
+                let guest = collect::TdxGuest::new(t.tdx_guest_device.clone());
+                guest
+                    .probe()
+                    .map_err(|e| invalid("tdx.tdx_guest_device", e.to_string()))?;
+                Ok(Arc::new(guest))
+            }
             TdxSource::Simulated => {
                 let Some(sim) = &t.simulated else {
                     return Err(ConfigError::MissingKey {

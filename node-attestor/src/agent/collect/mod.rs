@@ -3,6 +3,7 @@
 //! A [`Collector`] turns 64 bytes of REPORT_DATA into evidence signed by the TEE. One implementation per
 //! interface the guest kernel offers: [`ConfigfsTsm`] (the vendor-neutral configfs-tsm report interface,
 //! preferred; SEV-SNP reports and TDX quotes), [`SevGuest`] (the older `/dev/sev-guest` ioctl),
+//! [`TdxGuest`] (the older `/dev/tdx_guest` ioctls: TDREPORT, then the legacy GetQuote),
 //! [`Simulated`] (the simulated SNP device of `twi_core::sim`) and [`SimulatedTdx`] (the simulated TDX
 //! platform of `twi_core::sim::tdx`), the last two for machines without hardware. [`detect`],
 //! [`detect_tdx`] and [`detect_any`] pick a hardware source for `source = "auto"` / `tee = "auto"`.
@@ -14,6 +15,7 @@ mod configfs_tsm;
 mod sev_guest;
 mod simulated;
 mod simulated_tdx;
+mod tdx_guest;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +27,7 @@ pub use configfs_tsm::{provider_of, ConfigfsTsm, SEV_GUEST_PROVIDER, TDX_GUEST_P
 pub use sev_guest::SevGuest;
 pub use simulated::{Simulated, SIMULATED_WARNING};
 pub use simulated_tdx::{SimulatedTdx, SIMULATED_TDX_WARNING};
+pub use tdx_guest::{GetQuoteCommand, TdxGuest, GET_QUOTE_COMMANDS, GET_QUOTE_TIMEOUT};
 
 /// A source of fresh TEE evidence.
 ///
@@ -131,16 +134,50 @@ pub enum CollectError {
         source_name: &'static str,
         detail: String,
     },
-    /// `/dev/tdx_guest` exists but configfs-tsm does not give TDX quotes: the device alone cannot.
+    /// A `/dev/tdx_guest` ioctl failed.
+    #[error("{request} on {path} failed: {errno}{hint}", hint = tdx_ioctl_hint(.errno))]
+    TdxIoctl {
+        request: &'static str,
+        path: PathBuf,
+        errno: std::io::Error,
+    },
+    /// `/dev/tdx_guest` answers TDX_CMD_GET_REPORT0 but knows no TDX_CMD_GET_QUOTE: the device alone
+    /// gives only a TDREPORT, which cannot be verified remotely.
     #[error(
-        "{device} exists but configfs-tsm at {configfs} gives no TDX quotes (provider `tdx_guest`). On \
-         current kernels /dev/tdx_guest only returns a TDREPORT (TDX_CMD_GET_REPORT0), which is MACed \
-         for this platform only and cannot be verified remotely; a quote needs the host's quoting \
-         service, reached through configfs-tsm (kernel 6.7+, CONFIG_TSM_REPORTS, mounted configfs, a \
-         host QGS). Mount configfs (`mount -t configfs none /sys/kernel/config`) and check that the \
-         host provides quote generation"
+        "this kernel's tdx_guest driver has no GetQuote: {device} answered ENOTTY/EINVAL to every known \
+         TDX_CMD_GET_QUOTE encoding ({refused}), so it only returns a TDREPORT (TDX_CMD_GET_REPORT0), which \
+         is MACed for this platform only and cannot be verified remotely (EINVAL can also mean the driver \
+         refused our 16 KiB GetQuote buffer). Use configfs-tsm: kernel 6.7+ with CONFIG_TSM_REPORTS, \
+         configfs mounted (`mount -t configfs none /sys/kernel/config`) and a host quote generation \
+         service, with tdx {{ source = \"configfs-tsm\" }} or \"auto\""
     )]
-    TdxReportOnly { device: PathBuf, configfs: PathBuf },
+    TdxReportOnly { device: PathBuf, refused: String },
+    /// The host finished GetQuote with a non-zero status.
+    #[error("TDX GetQuote through {path}: the host answered status {status:#x} ({meaning})")]
+    GetQuoteStatus {
+        path: PathBuf,
+        status: u64,
+        meaning: &'static str,
+    },
+    /// The GetQuote reply claims no quote, or more than its buffer holds.
+    #[error(
+        "TDX GetQuote through {path}: the host reported a {got}-byte quote, want 1 to {max} bytes \
+         (the GetQuote buffer's room)"
+    )]
+    GetQuoteLength { path: PathBuf, got: u32, max: usize },
+    /// The host did not finish GetQuote in time; the request stays in flight in the kernel.
+    #[error(
+        "TDX GetQuote through {path} did not complete within {waited:?}; the request stays in flight \
+         in the kernel and later attempts fail until it ends (is the host's quote generation service \
+         running?)"
+    )]
+    GetQuoteTimeout {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+    /// An earlier GetQuote (one we stopped waiting for, or a concurrent one) is still in the kernel.
+    #[error("another TDX GetQuote through {path} is still in flight; try again later")]
+    GetQuoteBusy { path: PathBuf },
     /// `source = "auto"` found no TDX quote interface.
     #[error(
         "no TDX quote interface found: configfs-tsm at {configfs} (provider `tdx_guest`) is absent and \
@@ -169,7 +206,15 @@ impl CollectError {
     /// broken setup. Maps to `Unavailable` rather than `Internal`.
     pub fn is_transient(&self) -> bool {
         match self {
-            CollectError::Busy { .. } | CollectError::Race { .. } => true,
+            CollectError::Busy { .. }
+            | CollectError::Race { .. }
+            | CollectError::GetQuoteTimeout { .. }
+            | CollectError::GetQuoteBusy { .. } => true,
+            CollectError::GetQuoteStatus { status, .. } => *status == tdx_guest::status::IN_FLIGHT,
+            CollectError::TdxIoctl { errno, .. } => matches!(
+                errno.raw_os_error(),
+                Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::EINTR)
+            ),
             CollectError::Io { source, .. } => {
                 matches!(
                     source.kind(),
@@ -179,6 +224,18 @@ impl CollectError {
             }
             _ => false,
         }
+    }
+}
+
+/// What a failed `/dev/tdx_guest` ioctl most likely means, appended to its error.
+fn tdx_ioctl_hint(errno: &std::io::Error) -> &'static str {
+    match errno.raw_os_error() {
+        Some(libc::ENOTTY) => {
+            " (the file does not understand tdx_guest ioctls: is it the tdx_guest device node?)"
+        }
+        Some(libc::EIO) => " (the TDX module or the host refused the request)",
+        Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::EINTR) => " (transient; try again)",
+        _ => "",
     }
 }
 
@@ -231,12 +288,13 @@ pub(crate) fn check_tdx_quote(
     Ok(q.as_bytes().to_vec())
 }
 
-/// The TDX hardware source `tdx { source = "auto" }` uses: configfs-tsm with provider `tdx_guest`; when
-/// only `/dev/tdx_guest` exists, an error explaining that it gives no quotes.
+/// The TDX hardware source `tdx { source = "auto" }` uses: configfs-tsm with provider `tdx_guest`;
+/// else `/dev/tdx_guest` with the legacy GetQuote ioctl ([`TdxGuest`]), after one TDREPORT as a probe.
 ///
 /// # Errors
 ///
-/// [`CollectError::TdxReportOnly`] or [`CollectError::NoTdxDevice`].
+/// [`CollectError::NoTdxDevice`] when neither interface is present; the probe's error when the device
+/// node exists but does not answer `TDX_CMD_GET_REPORT0`.
 pub fn detect_tdx(
     configfs_root: &Path,
     tdx_guest_device: &Path,
@@ -246,18 +304,17 @@ pub fn detect_tdx(
         match tsm.provider() {
             Ok(p) if p == TDX_GUEST_PROVIDER => return Ok(std::sync::Arc::new(tsm)),
             Ok(other) => {
-                tracing::info!(root = %configfs_root.display(), provider = %other, "configfs-tsm is not TDX")
+                tracing::info!(root = %configfs_root.display(), provider = %other, "configfs-tsm is not TDX, trying the tdx_guest device")
             }
             Err(err) => {
-                tracing::info!(root = %configfs_root.display(), error = %err, "configfs-tsm unusable for TDX")
+                tracing::info!(root = %configfs_root.display(), error = %err, "configfs-tsm unusable for TDX, trying the tdx_guest device")
             }
         }
     }
     if tdx_guest_device.exists() {
-        return Err(CollectError::TdxReportOnly {
-            device: tdx_guest_device.to_path_buf(),
-            configfs: configfs_root.to_path_buf(),
-        });
+        let guest = TdxGuest::new(tdx_guest_device.to_path_buf());
+        guest.probe()?;
+        return Ok(std::sync::Arc::new(guest));
     }
     Err(CollectError::NoTdxDevice {
         configfs: configfs_root.to_path_buf(),
@@ -270,8 +327,8 @@ pub fn detect_tdx(
 ///
 /// # Errors
 ///
-/// [`CollectError::NoTee`], or [`CollectError::TdxReportOnly`] (a TDX guest without quote support:
-/// that explanation is the useful one).
+/// [`CollectError::NoTee`], or the TDX probe's error when a tdx_guest device node exists but does not
+/// work (that explanation is the useful one).
 pub fn detect_any(
     snp_configfs: &Path,
     sev_guest_device: &Path,
@@ -285,11 +342,11 @@ pub fn detect_any(
     };
     match detect_tdx(tdx_configfs, tdx_guest_device) {
         Ok(c) => Ok(c),
-        Err(e @ CollectError::TdxReportOnly { .. }) => Err(e),
-        Err(tdx) => Err(CollectError::NoTee {
+        Err(tdx @ CollectError::NoTdxDevice { .. }) => Err(CollectError::NoTee {
             snp: snp.to_string(),
             tdx: tdx.to_string(),
         }),
+        Err(e) => Err(e),
     }
 }
 
@@ -364,21 +421,27 @@ mod tests {
     }
 
     #[test]
-    fn detect_tdx_explains_report_only_device_and_absence() {
+    fn detect_tdx_falls_back_to_the_device_and_explains_absence() {
         let dir = tempfile::tempdir().unwrap();
         let dev = dir.path().join("tdx_guest");
         let err = detect_tdx(&dir.path().join("tsm"), &dev).err().unwrap();
         assert!(matches!(err, CollectError::NoTdxDevice { .. }), "{err}");
         assert!(err.to_string().contains("simulated_tdx"), "{err}");
+        // A regular file stands in for the device node: the probe's TDX_CMD_GET_REPORT0 gets ENOTTY.
         std::fs::write(&dev, b"").unwrap();
+        // A plain directory as configfs root reports no provider, so detection moves on to the device.
+        std::fs::create_dir(dir.path().join("tsm")).unwrap();
         let err = detect_tdx(&dir.path().join("tsm"), &dev).err().unwrap();
         let msg = err.to_string();
-        assert!(matches!(err, CollectError::TdxReportOnly { .. }), "{msg}");
         assert!(
-            msg.contains("TDREPORT") && msg.contains("configfs"),
+            matches!(&err, CollectError::TdxIoctl { errno, .. } if errno.raw_os_error() == Some(libc::ENOTTY)),
             "{msg}"
         );
-        // tee = auto: the report-only explanation wins over "nothing found".
+        assert!(
+            msg.contains("TDX_CMD_GET_REPORT0") && msg.contains("tdx_guest device node"),
+            "{msg}"
+        );
+        // tee = auto: the broken device's explanation wins over "nothing found".
         let err = detect_any(
             &dir.path().join("tsm"),
             &dir.path().join("sev-guest"),
@@ -388,7 +451,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(err, CollectError::TdxReportOnly { .. }), "{err}");
+        assert!(matches!(err, CollectError::TdxIoctl { .. }), "{err}");
         std::fs::remove_file(&dev).unwrap();
         let err = detect_any(
             &dir.path().join("tsm"),
@@ -400,6 +463,7 @@ mod tests {
         .err()
         .unwrap();
         let msg = err.to_string();
+        assert!(matches!(err, CollectError::NoTee { .. }), "{msg}");
         assert!(msg.contains("SEV-SNP") && msg.contains("TDX"), "{msg}");
     }
 
