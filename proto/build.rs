@@ -1,6 +1,7 @@
 //! Compiles the protos in `proto/` with protox (pure Rust, no system `protoc`) and generates tonic servers and
 //! clients for all of them: servers because the plugin serves them, clients because tests play the host and
-//! plugins dial host services.
+//! plugins dial host services. The SPIRE server API protos (`spire/api/...`) are dialed by the credential
+//! composer on the server's local API socket; their servers are generated too, for test doubles.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,15 @@ const PROTOS: &[&str] = &[
     "spire/hostservice/server/agentstore/v1/agentstore.proto",
     "spire/hostservice/server/identityprovider/v1/identityprovider.proto",
     "spire/hostservice/common/metrics/v1/metrics.proto",
+    "spire/api/types/selector.proto",
+    "spire/api/types/spiffeid.proto",
+    "spire/api/types/federateswith.proto",
+    "spire/api/types/entry.proto",
+    "spire/api/types/agent.proto",
+    "spire/api/server/entry/v1/entry.proto",
+    "spire/api/server/agent/v1/agent.proto",
+    "spire/api/types/x509svid.proto",
+    "spire/api/server/svid/v1/svid.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

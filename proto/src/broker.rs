@@ -264,8 +264,10 @@ fn dial(target: &Target) -> Result<Channel, HostServiceError> {
 }
 
 /// A lazily connected h2c channel to a gRPC server on a Unix socket. The URI is a placeholder: go-plugin
-/// dials with authority `unused`, and neither side routes on it.
-pub(crate) fn unix_channel(path: impl Into<std::path::PathBuf>) -> Channel {
+/// dials with authority `unused`, and neither side routes on it (nor does SPIRE's local API socket, which
+/// the credential composer dials with this too). Nothing is dialed until the first RPC, so the socket need
+/// not exist yet; each RPC whose connection fails answers `Unavailable`.
+pub fn unix_channel(path: impl Into<std::path::PathBuf>) -> Channel {
     let path: std::path::PathBuf = path.into();
     Endpoint::from_static("http://unused").connect_with_connector_lazy(tower::service_fn(
         move |_: Uri| {

@@ -22,6 +22,17 @@ pub use tonic_health::pb as health;
 
 /// go-plugin's `plugin` package (GRPCBroker, GRPCController, GRPCStdio).
 pub use plugin as go_plugin;
+/// `spire.api.server.agent.v1` (the SPIRE server API's Agent service: ListAgents, GetAgent), dialed on the
+/// server's local API socket.
+pub use spire::api::server::agent::v1 as server_agent;
+/// `spire.api.server.entry.v1` (the SPIRE server API's Entry service: ListEntries, GetEntry).
+pub use spire::api::server::entry::v1 as server_entry;
+/// `spire.api.server.svid.v1` (the SPIRE server API's SVID service: MintX509SVID), used by `twi bench-svid` to
+/// time SPIRE's own X.509-SVID issuance on the local API socket.
+pub use spire::api::server::svid::v1 as server_svid;
+/// `spire.api.types` (Entry, Agent, Selector, SPIFFEID, ...), the SPIRE server API's types; not the plugin
+/// SDK's `spire.plugin.types` ([`types`]).
+pub use spire::api::types as api_types;
 /// `spire.hostservice.common.metrics.v1` (host service, server and agent).
 pub use spire::hostservice::common::metrics::v1 as metrics;
 /// `spire.hostservice.server.agentstore.v1` (host service, server side only).

@@ -205,6 +205,31 @@ fn spawn_signal_handler(shutdown: Shutdown) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// How often the plugin checks that SPIRE, its parent process, is still there.
+const PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Stops the plugin when its parent (spire-server or spire-agent) is gone. A SIGKILLed SPIRE cannot call
+/// `GRPCController/Shutdown` or send SIGTERM, and unlike a Go plugin (killed by SIGPIPE on its next log
+/// line) a Rust process ignores the broken stderr pipe; an orphan would keep its files locked (the
+/// composer's transparency log) and the restarted SPIRE's new plugin could not open them. Polling the
+/// parent PID is used rather than `PR_SET_PDEATHSIG`, which fires when the spawning *thread* exits, and
+/// Go may retire that thread while SPIRE runs on.
+fn spawn_parent_watch(shutdown: Shutdown) {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PARENT_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            let now = std::os::unix::process::parent_id();
+            if now != parent {
+                tracing::warn!(parent, now, "SPIRE (the parent process) is gone; stopping");
+                shutdown.trigger();
+                break;
+            }
+        }
+    });
+}
+
 async fn serve_process<S>(
     ty: PluginType,
     service: S,
@@ -224,6 +249,7 @@ where
     let router = build_router(ty, service, config, host, shutdown.clone()).await?;
     let socket = PluginSocket::bind()?;
     spawn_signal_handler(shutdown.clone())?;
+    spawn_parent_watch(shutdown.clone());
     let address = socket.path.to_string_lossy().into_owned();
     {
         let mut out = std::io::stdout().lock();
