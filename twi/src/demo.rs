@@ -1,7 +1,10 @@
-//! `twi demo`: the project's main job on one machine. A real SPIRE server and agent load our node
-//! attestor by path and checksum; the agent attests with simulated SEV-SNP evidence; a workload fetches
-//! its X.509-SVID over the standard Workload API; the attested selectors and the SVID are printed and
-//! written under `--out`. Everything is stopped at the end.
+//! `twi demo`: the project's main job on one machine. A real SPIRE server loads our node attestor and
+//! credential composer, a real SPIRE agent our node attestor, all by path and checksum; the agent attests
+//! with simulated SEV-SNP evidence and the verifier's signed attestation result (EAR) is stored; a
+//! workload fetches its X.509-SVID over the standard Workload API, carrying the EAR and a logged
+//! credential-provenance record; the demo prints the selectors, the SVID and its TWI extensions decoded,
+//! checks them with `twi svid verify`, and writes what a relying party needs under `--out`. Everything
+//! is stopped at the end.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,19 +42,35 @@ pub fn workspace_root() -> PathBuf {
     }
 }
 
+/// The plugin binaries the demo loads into SPIRE.
+#[derive(Debug, Clone)]
+pub struct DemoPlugins {
+    pub server_node_attestor: PluginBinary,
+    pub agent_node_attestor: PluginBinary,
+    pub credential_composer: PluginBinary,
+}
+
 /// Our plugin binaries: next to the running `twi` binary (same cargo profile), built there if missing.
-pub fn plugin_binaries() -> Result<(PluginBinary, PluginBinary)> {
+pub fn plugin_binaries() -> Result<DemoPlugins> {
     let exe = std::env::current_exe().context("locating the twi binary")?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let server = dir.join("twi-server-nodeattestor");
     let agent = dir.join("twi-agent-nodeattestor");
-    if !server.is_file() || !agent.is_file() {
+    let composer = dir.join("twi-server-credentialcomposer");
+    if !server.is_file() || !agent.is_file() || !composer.is_file() {
         let release = dir.ends_with("release");
         eprintln!("building the plugin binaries into {} ...", dir.display());
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "twi-node-attestor", "--bins"])
-            .current_dir(workspace_root());
+        cmd.args([
+            "build",
+            "-p",
+            "twi-node-attestor",
+            "-p",
+            "twi-credential-composer",
+            "--bins",
+        ])
+        .current_dir(workspace_root());
         if release {
             cmd.arg("--release");
         }
@@ -62,14 +81,18 @@ pub fn plugin_binaries() -> Result<(PluginBinary, PluginBinary)> {
             bail!("building the plugin binaries failed");
         }
     }
-    Ok((PluginBinary::new(&server)?, PluginBinary::new(&agent)?))
+    Ok(DemoPlugins {
+        server_node_attestor: PluginBinary::new(&server)?,
+        agent_node_attestor: PluginBinary::new(&agent)?,
+        credential_composer: PluginBinary::new(&composer)?,
+    })
 }
 
 /// Runs the demo end to end.
 pub fn run(opts: &DemoOptions) -> Result<()> {
     let root = workspace_root();
     let bins = SpireBins::locate(&root, opts.spire_bin_dir.as_deref())?;
-    let (server_plugin, agent_plugin) = plugin_binaries()?;
+    let plugins = plugin_binaries()?;
     fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let out = opts.out.canonicalize()?;
 
@@ -90,28 +113,58 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         sim_dir.display()
     );
 
-    // 2. SPIRE server with our server-side node attestor, trusting the simulated root by name.
+    // 2. SPIRE server with our server-side node attestor, trusting the simulated root by name and
+    //    storing signed attestation results, and our credential composer logging every credential.
+    //    Server state lives in a fresh run dir; what a relying party needs is written under `out`.
     let run_dir = crate::spire::short_tempdir("twi-demo-")?;
+    let run = run_dir.path();
+    let files = RelyingPartyFiles::in_dir(&out);
+    let results_db = format!("sqlite://{}", run.join("results.db").display());
     let server_data = format!(
-        "snp {{\n  simulated_roots = [{}]\n}}",
-        hcl_string(&sim_dir.join("ark.pem").to_string_lossy())
+        "snp {{\n  simulated_roots = [{}]\n}}\nattestation_results {{\n  database = {}\n  verifier_key_path = {}\n  jwks_path = {}\n}}",
+        hcl_string(&sim_dir.join("ark.pem").to_string_lossy()),
+        hcl_string(&results_db),
+        hcl_string(&run.join("verifier-key.pem").to_string_lossy()),
+        hcl_string(&files.jwks.to_string_lossy()),
+    );
+    let log_address = format!("127.0.0.1:{}", crate::spire::free_port()?);
+    let composer_data = format!(
+        "log_dir = {}\nlog_key_path = {}\nlog_vkey_path = {}\nprovenance_key_path = {}\nprovenance_public_key_path = {}\nattestation_results_database = {}\nserver_socket_path = {}\nlog_serve_address = {}",
+        hcl_string(&run.join("cprov-log").to_string_lossy()),
+        hcl_string(&run.join("log-key").to_string_lossy()),
+        hcl_string(&files.log_key.to_string_lossy()),
+        hcl_string(&run.join("provenance-key.pem").to_string_lossy()),
+        hcl_string(&files.provenance_key.to_string_lossy()),
+        hcl_string(&results_db),
+        hcl_string(&run.join("server.sock").to_string_lossy()),
+        hcl_string(&log_address),
     );
     let settings = ServerSettings {
         trust_domain: TRUST_DOMAIN.into(),
-        plugins: vec![PluginBlock {
-            kind: "NodeAttestor".into(),
-            name: PLUGIN_NAME.into(),
-            binary: Some(server_plugin),
-            args: vec![],
-            data: server_data,
-        }],
+        plugins: vec![
+            PluginBlock {
+                kind: "NodeAttestor".into(),
+                name: PLUGIN_NAME.into(),
+                binary: Some(plugins.server_node_attestor),
+                args: vec![],
+                data: server_data,
+            },
+            PluginBlock {
+                kind: "CredentialComposer".into(),
+                name: PLUGIN_NAME.into(),
+                binary: Some(plugins.credential_composer),
+                args: vec![],
+                data: composer_data,
+            },
+        ],
         extra: String::new(),
     };
-    let mut server = SpireServer::start(&bins, run_dir.path(), &settings)?;
+    let mut server = SpireServer::start(&bins, run, &settings)?;
     println!(
-        "== SPIRE server {} running, NodeAttestor \"{PLUGIN_NAME}\" loaded",
+        "== SPIRE server {} running, NodeAttestor \"{PLUGIN_NAME}\" and CredentialComposer \"{PLUGIN_NAME}\" loaded",
         crate::spire::SPIRE_VERSION
     );
+    println!("== credential-provenance log served at http://{log_address}/ (checkpoint, tile/…)");
 
     // 3. SPIRE agent with our agent-side node attestor on the simulated device.
     let agent_data = format!(
@@ -123,7 +176,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         node_attestor: PluginBlock {
             kind: "NodeAttestor".into(),
             name: PLUGIN_NAME.into(),
-            binary: Some(agent_plugin),
+            binary: Some(plugins.agent_node_attestor),
             args: vec![],
             data: agent_data,
         },
@@ -163,14 +216,88 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         println!("   {line}");
     }
 
+    // 5. Its TWI extensions, decoded and checked the way a relying party does: `twi svid verify`.
+    let svid_file = svid_dir.join("svid.0.pem");
+    let bundle_file = svid_dir.join("bundle.0.pem");
+    let verify_args = files.verify_args(&svid_file, &bundle_file);
+    println!(
+        "== twi svid verify {}",
+        verify_args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let exe = std::env::current_exe().context("locating the twi binary")?;
+    let verified = Command::new(&exe)
+        .args(["svid", "verify"])
+        .args(&verify_args)
+        .output()
+        .context("running twi svid verify")?;
+    print!("{}", String::from_utf8_lossy(&verified.stdout));
+    eprint!("{}", String::from_utf8_lossy(&verified.stderr));
+    let passed = verified.status.success();
+
     agent.stop();
     server.stop();
     println!(
-        "== outputs in {}: agent-selectors.txt, svid/svid.0.pem, svid/bundle.0.pem, sim/",
-        out.display()
+        "== outputs in {}: agent-selectors.txt, svid/svid.0.pem, svid/bundle.0.pem, {}, {}, {}, sim/",
+        out.display(),
+        file_name(&files.jwks),
+        file_name(&files.log_key),
+        file_name(&files.provenance_key),
     );
+    if !passed {
+        bail!(
+            "twi svid verify refused the demo's SVID (exit {:?})",
+            verified.status.code()
+        );
+    }
     println!("== stopped SPIRE agent and server");
     Ok(())
+}
+
+/// The files a relying party needs to check an SVID's TWI extensions, as the demo writes them.
+#[derive(Debug, Clone)]
+struct RelyingPartyFiles {
+    /// The verifier's JWKS (EAR signatures).
+    jwks: PathBuf,
+    /// The log's signed-note verifier key (checkpoints).
+    log_key: PathBuf,
+    /// The composer's provenance public key (statements).
+    provenance_key: PathBuf,
+}
+
+impl RelyingPartyFiles {
+    fn in_dir(dir: &Path) -> RelyingPartyFiles {
+        RelyingPartyFiles {
+            jwks: dir.join("verifier-jwks.json"),
+            log_key: dir.join("log-key.txt"),
+            provenance_key: dir.join("provenance-key.pub.pem"),
+        }
+    }
+
+    /// The arguments of `twi svid verify` for `svid` and `bundle`.
+    fn verify_args(&self, svid: &Path, bundle: &Path) -> Vec<std::ffi::OsString> {
+        vec![
+            "--svid".into(),
+            svid.into(),
+            "--bundle".into(),
+            bundle.into(),
+            "--jwks".into(),
+            self.jwks.clone().into(),
+            "--log-key".into(),
+            self.log_key.clone().into(),
+            "--provenance-key".into(),
+            self.provenance_key.clone().into(),
+        ]
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The current user's uid, read from /proc (the built-in `unix` workload attestor selects on it).

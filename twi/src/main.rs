@@ -1,7 +1,8 @@
 //! `twi`, the operator CLI of twi-spire.
 //!
 //! Exit codes are a contract (scripts and reviewers' tools read them): `evidence verify` exits 0 when
-//! the evidence is accepted, 1 when it is rejected and 2 for usage or I/O errors; every other command
+//! the evidence is accepted, 1 when it is rejected and 2 for usage or I/O errors (as do `ear verify` and
+//! `svid verify`: 0 verified, 1 refused, 2 usage or I/O error); every other command
 //! exits 0 on success, 1 on failure and 2 for usage errors.
 
 mod cmd;
@@ -37,8 +38,12 @@ enum Command {
     Demo(cmd::DemoArgs),
     /// Check signed attestation results (EAR) offline against the verifier's JWKS.
     Ear(cmd::ear::EarArgs),
+    /// Serve the credential-provenance transparency log over HTTP, or check that it only grows.
+    Log(cmd::log::LogArgs),
     /// What the workload attestor would emit for a PID or a file, and why provenance was used or not.
     Provenance(cmd::provenance::ProvenanceArgs),
+    /// Verify X.509-SVIDs carrying TWI extensions (EAR, signed provenance record, log inclusion).
+    Svid(cmd::svid::SvidArgs),
 }
 
 #[derive(Subcommand)]
@@ -64,7 +69,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Evidence(EvidenceCommand::Verify(args)) => return cmd::evidence::run(&args),
         Command::Ear(args) => return cmd::ear::run(args),
+        Command::Log(args) => return cmd::log::run(args),
         Command::Provenance(args) => return cmd::provenance::run(&args),
+        Command::Svid(args) => return cmd::svid::run(&args),
         Command::Sim(SimCommand::Init(args)) => cmd::sim::init(&args),
         Command::Sim(SimCommand::Report(args)) => cmd::sim::report(&args),
         Command::Sim(SimCommand::TdxInit(args)) => cmd::sim_tdx::init(&args),

@@ -489,6 +489,11 @@ impl SpireServer {
     pub fn running(&mut self) -> bool {
         self.proc.child.is_some() && self.proc.exited().is_none()
     }
+
+    /// The server's process ID while it runs (its plugins are its children).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.child.as_ref().map(Child::id)
+    }
 }
 
 /// One entry of `spire-server agent list -output json`.

@@ -28,8 +28,8 @@ pub fn describe_pem(pem: &[u8]) -> Result<Vec<String>> {
         ),
     ];
     for ext in tbs.extensions.iter().flatten() {
-        let name = DB
-            .by_oid(&ext.extn_id)
+        let name = twi_extension_name(&ext.extn_id)
+            .or_else(|| DB.by_oid(&ext.extn_id))
             .map(str::to_string)
             .unwrap_or_else(|| "unregistered".into());
         let crit = if ext.critical { " (critical)" } else { "" };
@@ -45,4 +45,16 @@ pub fn describe_pem(pem: &[u8]) -> Result<Vec<String>> {
         }
     }
     Ok(lines)
+}
+
+/// Names of the extensions our credential composer adds (absent from const-oid's database).
+fn twi_extension_name(oid: &const_oid::ObjectIdentifier) -> Option<&'static str> {
+    use twi_credential_composer::{cmw, extension};
+    if *oid == cmw::ID_PE_CMW {
+        Some("id-pe-cmw (TWI: attestation result, EAR)")
+    } else if *oid == extension::DEFAULT_PROVENANCE_OBJECT_ID {
+        Some("TwiProvenance (TWI: signed credential-provenance record + log proof)")
+    } else {
+        None
+    }
 }

@@ -3,9 +3,11 @@
 pub(crate) mod bench;
 pub(crate) mod ear;
 pub(crate) mod evidence;
+pub(crate) mod log;
 pub(crate) mod provenance;
 pub(crate) mod sim;
 pub(crate) mod sim_tdx;
+pub(crate) mod svid;
 
 use std::path::PathBuf;
 
