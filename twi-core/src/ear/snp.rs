@@ -146,13 +146,7 @@ pub fn from_snp(
         SnpOutcome::Refused(r) => refused_appraisal(&r),
     };
     single_submod_ear(
-        issuer,
-        SNP_SUBMOD,
-        appraisal,
-        nonce,
-        agent_id,
-        policy_id,
-        now,
+        issuer, SNP_SUBMOD, appraisal, nonce, agent_id, policy_id, now,
     )
 }
 

@@ -28,7 +28,6 @@ use crate::tdx::{appraise, check_report_data, TcbStatus, TdxPolicy, VerifiedTdx}
 /// The `submods` key of the TDX appraisal.
 pub const TDX_SUBMOD: &str = "tdx";
 
-
 /// What the verifier knows at its decision point.
 #[derive(Clone, Copy, Debug)]
 pub enum TdxOutcome<'a> {
@@ -69,13 +68,7 @@ pub fn from_tdx(
         TdxOutcome::Refused(r) => refused_appraisal(&r),
     };
     single_submod_ear(
-        issuer,
-        TDX_SUBMOD,
-        appraisal,
-        nonce,
-        agent_id,
-        policy_id,
-        now,
+        issuer, TDX_SUBMOD, appraisal, nonce, agent_id, policy_id, now,
     )
 }
 
