@@ -9,6 +9,10 @@
 //! 4. the trusted provenance again → SVID again;
 //! 5. the binary changed by one byte → no SVID.
 //!
+//! The server also runs our credential composer (issue #6 item 4): the SVID issued in case 1 carries a
+//! signed credential-provenance record whose workload provenance (`wprov`) is what the entry demanded
+//! and our attestor proved: the SLSA provenance's builder and source repository.
+//!
 //! Keys, signatures and base64 come from OpenSSL, not from our code, so the plugin is checked against an
 //! independent DSSE signer (PAE built here from the spec).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -18,8 +22,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use der::DecodePem;
 use serde_json::json;
 use twi::spire::{hcl_string, PluginBinary, PluginBlock, SpireAgent, SpireServer};
+use twi_credential_composer::extension::{TwiProvenance, DEFAULT_PROVENANCE_OID};
+use twi_credential_composer::statement::{verify_statement, ProvenancePublicKey};
 use twi_integration::*;
 
 /// Our workload attestor's name in agent.conf, hence the selector type.
@@ -234,6 +241,35 @@ fn assert_no_svid(workload: &Path, agent: &SpireAgent, dir: &Path, case: &str) -
     Ok(())
 }
 
+/// The SVID's signed credential-provenance record names the SLSA provenance the entry demanded: its
+/// builder and its source repository (the composer read them from the entry's `twi-workload` selectors).
+fn assert_record_names_provenance(svid: &Path, key: &Path, want_id: &str) -> Result<()> {
+    let cert = x509_cert::Certificate::from_pem(std::fs::read(svid)?)?;
+    let ext = cert
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id.to_string() == DEFAULT_PROVENANCE_OID)
+        .context("no TwiProvenance extension in the workload SVID")?;
+    let prov = TwiProvenance::from_der(ext.extn_value.as_bytes())?;
+    let key = ProvenancePublicKey::from_pem(&std::fs::read_to_string(key)?)?;
+    let record = verify_statement(&prov.statement, &key)?.record;
+    assert_eq!(record.sub, want_id);
+    let slsa = record
+        .wprov
+        .iter()
+        .find(|d| d.annotations.get("role").map(String::as_str) == Some("slsa-provenance"))
+        .with_context(|| format!("no SLSA provenance descriptor in wprov: {:?}", record.wprov))?;
+    assert_eq!(
+        slsa.annotations.get("builderId").map(String::as_str),
+        Some(BUILDER),
+        "{slsa:?}"
+    );
+    assert_eq!(slsa.uri.as_deref(), Some(REPO), "{slsa:?}");
+    Ok(())
+}
+
 #[test]
 fn provenance_selectors_gate_the_svid() -> Result<()> {
     let bins = spire_bins()?;
@@ -263,7 +299,30 @@ fn provenance_selectors_gate_the_svid() -> Result<()> {
         hcl_string(path_str(&store)),
         hcl_string(path_str(&ci_pub)),
     );
-    let server = SpireServer::start(&bins, run.path(), &server_settings(&[sim], "")?)?;
+    // The server stores attestation results and composes SVIDs with our credential composer, told that
+    // our workload attestor's selectors carry the type `twi-workload`.
+    let results = ResultFiles::in_dir(&root);
+    let mut settings = server_settings(&[sim], "")?;
+    settings.plugins[0].data.push('\n');
+    settings.plugins[0].data.push_str(&results.hcl());
+    let provenance_pub = root.join("provenance-pub.pem");
+    settings.plugins.push(PluginBlock {
+        kind: "CredentialComposer".into(),
+        name: "twi".into(),
+        binary: Some(plugin("twi-server-credentialcomposer")?),
+        args: vec![],
+        data: format!(
+            "log_dir = {}\nlog_key_path = {}\nprovenance_key_path = {}\nprovenance_public_key_path = {}\n\
+             attestation_results_database = {}\nserver_socket_path = {}\nworkload_attestor_name = \"{WL_PLUGIN}\"\n",
+            hcl_string(path_str(&root.join("cprov-log"))),
+            hcl_string(path_str(&root.join("log-key"))),
+            hcl_string(path_str(&root.join("provenance-key.pem"))),
+            hcl_string(path_str(&provenance_pub)),
+            hcl_string(&format!("sqlite://{}", results.database.display())),
+            hcl_string(path_str(&root.join("server.sock"))),
+        ),
+    });
+    let server = SpireServer::start(&bins, &root, &settings)?;
     let mut settings = agent_settings("agent", plugin("twi-agent-nodeattestor")?, &[], sim, "");
     settings.extra_plugins.push(PluginBlock {
         kind: "WorkloadAttestor".into(),
@@ -289,6 +348,11 @@ fn provenance_selectors_gate_the_svid() -> Result<()> {
     // 1. Trusted provenance: the entry matches.
     std::fs::write(&provenance_file, &trusted)?;
     assert_gets_svid(&workload, &agent, &root.join("svid1"), &workload_id)?;
+    assert_record_names_provenance(
+        &root.join("svid1/svid.0.pem"),
+        &provenance_pub,
+        &workload_id,
+    )?;
 
     // 2. The same binary without provenance.
     std::fs::remove_file(&provenance_file)?;
