@@ -561,7 +561,7 @@ pub fn build(core: &CoreConfig, hcl: &str) -> Result<Settings, Vec<ConfigError>>
             &mut p,
             "sequencer.max_wait_ms",
             seq.max_wait_ms
-                .unwrap_or(u64::try_from(defaults.max_wait.as_millis()).unwrap_or(1)),
+                .unwrap_or(u64::try_from(defaults.max_wait.as_millis()).unwrap_or(0)),
             0,
             1000,
         )),

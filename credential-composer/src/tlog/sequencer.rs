@@ -21,8 +21,10 @@ use super::TlogError;
 pub struct SequencerConfig {
     /// Most entries in one batch (one fsync, one signature).
     pub max_batch: usize,
-    /// Longest a batch waits for more entries after its first. The spec's bound is 1 s; small values
-    /// keep the added latency per credential small.
+    /// Longest a batch waits for more entries after its first. The spec's bound is 1 s. Default 0: a
+    /// batch is what queued while the previous one was made durable (group commit), so a lone
+    /// credential waits for no one (measured: 1 ms of 2.3 ms per append at 1 ms) and batches still grow
+    /// under load.
     pub max_wait: Duration,
     /// Most entries waiting; past it appends fail at once with [`TlogError::Overloaded`] (fail closed
     /// rather than queue without bound).
@@ -33,7 +35,7 @@ impl Default for SequencerConfig {
     fn default() -> Self {
         Self {
             max_batch: 4096,
-            max_wait: Duration::from_millis(1),
+            max_wait: Duration::ZERO,
             max_queue: 65_536,
         }
     }
