@@ -171,7 +171,9 @@ impl Attestor {
             let subject = Subject::new(d, path, container.container_id.as_deref());
             self.add_provenance(Some(pid), &subject, &mut explanation);
         }
-        tracing::debug!(pid, selectors = explanation.selectors.len(), "attested");
+        // Trace, not debug: spire-agent logs the selectors of every attestation at debug itself, and a
+        // line per call costs the cached path a write and a parse by go-plugin (BENCHMARKS.md).
+        tracing::trace!(pid, selectors = explanation.selectors.len(), "attested");
         Ok(explanation)
     }
 

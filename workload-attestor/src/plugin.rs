@@ -1,8 +1,12 @@
 //! The gRPC face: `spire.plugin.agent.workloadattestor.v1.WorkloadAttestor` and Configure/Validate.
 //!
-//! `Attest` and `AttestReference` each take the configured [`Attestor`] once and run it on a blocking
-//! thread (it reads `/proc` and may hash a file), so concurrent attestations — SPIRE calls every workload
-//! attestor concurrently — never stall the runtime.
+//! `Attest` and `AttestReference` each take the configured [`Attestor`] once and run it as blocking work
+//! (it reads `/proc` and may hash a file), so concurrent attestations — SPIRE calls every workload
+//! attestor concurrently — never stall the runtime. On the plugin's multi-thread runtime that is
+//! `block_in_place`: the call runs on the thread that received it while the worker's other tasks move to
+//! another thread, which spares every attestation the hand-off to (and wake-up of) a blocking-pool thread
+//! that `spawn_blocking` costs — measurable on the cached path (BENCHMARKS.md, workload attestor).
+//! A current-thread runtime (which cannot `block_in_place`) falls back to `spawn_blocking`.
 //!
 //! `AttestReference` (SPIRE ≥ 1.15.2, protocol doc §7.3) is answered for the one reference type that names
 //! a process, `spiffe.broker.WorkloadPIDReference`, exactly as `Attest`. Other types get
@@ -101,9 +105,15 @@ impl WorkloadAttestorPlugin {
     /// Attests `pid` with the active configuration on a blocking thread.
     async fn attest_pid(&self, pid: i32) -> Result<Vec<String>, Status> {
         let attestor = self.inner.active.get()?;
-        let result = tokio::task::spawn_blocking(move || attestor.attest(pid))
-            .await
-            .map_err(|e| Status::internal(format!("attestation task failed: {e}")))?;
+        let result = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(move || attestor.attest(pid))
+        } else {
+            tokio::task::spawn_blocking(move || attestor.attest(pid))
+                .await
+                .map_err(|e| Status::internal(format!("attestation task failed: {e}")))?
+        };
         result.map_err(|e| {
             tracing::debug!(pid, code = ?e.code(), error = %e, "attestation failed");
             Status::from(e)
