@@ -8,7 +8,11 @@
 # Corpora: fuzz/corpus/<target> (kept between runs, not in git) first, then read-only seeds:
 # fuzz/seeds/<target> (small hand-written inputs, in git), the real evidence of
 # ../shared/testdata (TWI_TESTDATA overrides; copied to a temp dir at run time, never into the repo), and
-# for the TDX targets the simulated quote and collateral the harness writes at start (TWI_FUZZ_SEED_DIR).
+# what a harness writes at start into TWI_FUZZ_SEED_DIR: for the TDX targets the simulated quote and
+# collateral; for the provenance targets (provenance_json, dsse_envelope, intoto_statement,
+# slsa_provenance, sbom) Statements, predicates and envelopes signed by the harness key, made with the
+# provenance tests' own fixtures (twi_workload_attestor::provenance::testing).
+# Targets are the [[bin]] entries of fuzz/Cargo.toml (`cargo fuzz list`): smoke runs every one.
 # Crashes are written to fuzz/artifacts/<target>/; reproduce with
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-…
 set -euo pipefail

@@ -1,5 +1,6 @@
 //! Shared fixtures of the TDX fuzz targets: a simulated Intel root set made once per process, and the
 //! re-signing that lets hostile bytes get past signature checks and reach the code behind them.
+//! The provenance targets' invariants (DSSE, in-toto, SLSA, SBOM, strict JSON) are in [`provenance`].
 //!
 //! Hostile input that only ever meets a signature check tests the parser and the signature code, not
 //! what a verifier does with signed content (TCB level matching, QE identity, module identity,
@@ -12,6 +13,8 @@
 //! there (scripts/fuzz.sh passes that directory as an extra corpus), because seeds that already
 //! verify let the fuzzer start deep.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod provenance;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
