@@ -7,6 +7,11 @@
 # Writes target/bench/{criterion.txt,criterion.json,twi-bench.json,summary.md} and prints the summary,
 # with the ratios SNP warm/raw-ECDSA (target <= 1.3), SNP cold/raw-chain (target <= 1.2), TDX
 # warm/raw-P-256-x2 (target <= 1.5) and dcap-qvl/TDX-warm (target >= 3). BENCHMARKS.md quotes it.
+# Then the workload attestor against SPIRE's built-in `unix` one (scripts/bench-workload.sh, target cached
+# ratio <= 1.2), appended to summary.md; TWI_BENCH_WORKLOAD=0 skips it, TWI_BENCH_WORKLOAD_ARGS passes flags.
+# Then the credential composer (scripts/bench-svid.sh: SPIRE issuance with and without it, target B/A <= 1.1 at
+# p50 and p99; log append rate, target >= 10,000 records/s), appended to summary.md; TWI_BENCH_SVID=0 skips it,
+# TWI_BENCH_SVID_ARGS passes flags.
 # Usage: scripts/bench.sh [twi bench options, e.g. --iterations 500]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,3 +94,19 @@ text = "\n".join(lines) + "\n"
 open(os.path.join(out, "summary.md"), "w").write(text)
 print(text)
 EOF
+
+if [ "${TWI_BENCH_WORKLOAD:-1}" != 0 ]; then
+  echo "== workload attestor vs SPIRE's built-in unix (scripts/bench-workload.sh)" >&2
+  # shellcheck disable=SC2086 # flags are meant to split
+  scripts/bench-workload.sh ${TWI_BENCH_WORKLOAD_ARGS:-} >&2
+  { echo "Workload attestor (twi vs SPIRE built-in unix)"; echo; cat "$out/workload-summary.md"; } >> "$out/summary.md"
+  cat "$out/workload-summary.md"
+fi
+
+if [ "${TWI_BENCH_SVID:-1}" != 0 ]; then
+  echo "== credential composer: SPIRE issuance with and without it, log append rate (scripts/bench-svid.sh)" >&2
+  # shellcheck disable=SC2086 # flags are meant to split
+  scripts/bench-svid.sh ${TWI_BENCH_SVID_ARGS:-} >&2
+  { echo; echo "Credential composer (SPIRE issuance with and without it, log append rate)"; echo; cat "$out/svid-summary.md"; } >> "$out/summary.md"
+  cat "$out/svid-summary.md"
+fi

@@ -34,6 +34,9 @@ enum Command {
     Sim(SimCommand),
     /// Measure SNP and TDX verification cost against the raw signature floors (and dcap-qvl for TDX).
     Bench(cmd::bench::BenchArgs),
+    /// Measure the credential composer: X.509-SVID issuance by SPIRE with and without it, and the
+    /// transparency log's durable append rate.
+    BenchSvid(cmd::bench_svid::BenchSvidArgs),
     /// Run a real SPIRE server and agent with our plugins on simulated SEV-SNP, end to end.
     Demo(cmd::DemoArgs),
     /// Check signed attestation results (EAR) offline against the verifier's JWKS.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::TdxInit(args)) => cmd::sim_tdx::init(&args),
         Command::Sim(SimCommand::TdxQuote(args)) => cmd::sim_tdx::quote(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::BenchSvid(args) => cmd::bench_svid::run(&args),
         Command::Demo(args) => cmd::demo(&args),
     };
     match result {

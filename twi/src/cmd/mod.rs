@@ -1,6 +1,7 @@
 //! The subcommands of `twi`, one module each, and the argument parsers they share.
 
 pub(crate) mod bench;
+pub(crate) mod bench_svid;
 pub(crate) mod ear;
 pub(crate) mod evidence;
 pub(crate) mod log;
