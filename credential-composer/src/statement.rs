@@ -18,8 +18,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use coset::cbor::value::Value;
@@ -27,7 +26,7 @@ use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializ
 use der::{Decode as _, Encode as _};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use p256::pkcs8::PrivateKeyInfo;
-use rand_core::{CryptoRngCore, RngCore as _};
+use rand_core::CryptoRngCore;
 use sha2::{Digest as _, Sha256};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
@@ -226,51 +225,19 @@ impl ProvenanceKey {
     /// # Errors
     /// As [`ProvenanceKey::load`], and [`StatementError::Io`] when the key cannot be written.
     pub fn load_or_generate(path: &Path) -> Result<(ProvenanceKey, bool), StatementError> {
-        match fs::metadata(path) {
-            Ok(_) => return Ok((ProvenanceKey::load(path)?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(StatementError::Io {
-                    path: path.to_owned(),
-                    source: e,
-                })
-            }
+        use twi_core::keyfile::{self, Created, Existing, KeyFileError};
+        let io = |e: KeyFileError| StatementError::Io {
+            path: e.path,
+            source: e.source,
+        };
+        if keyfile::probe(path).map_err(io)? == Existing::Present {
+            return Ok((ProvenanceKey::load(path)?, false));
         }
         let key = ProvenanceKey::generate();
         let pem = key.to_pkcs8_pem()?;
-        let tmp = tmp_path(path);
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |e| StatementError::Io { path: p, source: e }
-        };
-        let written = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(pem.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(&tmp)(e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(io(dir))?;
-                }
-                Ok((key, true))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok((ProvenanceKey::load(path)?, false))
-            }
-            Err(e) => Err(io(path)(e)),
+        match keyfile::create_new(path, pem.as_bytes(), &mut rand_core::OsRng).map_err(io)? {
+            Created::Written => Ok((key, true)),
+            Created::LostRace => Ok((ProvenanceKey::load(path)?, false)),
         }
     }
 
@@ -280,16 +247,6 @@ impl ProvenanceKey {
             key: self.signing.verifying_key(),
         }
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rand_core::OsRng.next_u64()
-    ));
-    path.with_file_name(name)
 }
 
 /// An Ed25519 provenance public key, as relying parties are given it (SPKI PEM).

@@ -18,6 +18,7 @@ pub mod bench_support;
 pub mod collateral;
 pub mod ear;
 pub mod error;
+pub mod keyfile;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;

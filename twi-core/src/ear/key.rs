@@ -4,9 +4,8 @@
 //! certificate that carries it, and the SPIRE CA key must never sign anything but SPIRE's credentials.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -263,15 +262,12 @@ impl VerifierKey {
         path: &Path,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(VerifierKey, KeyOrigin), Error> {
-        match fs::metadata(path) {
-            Ok(_) => return Ok((VerifierKey::load(path)?, KeyOrigin::Loaded)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    path: path.to_owned(),
-                    source: e,
-                })
-            }
+        let io = |e: crate::keyfile::KeyFileError| Error::Io {
+            path: e.path,
+            source: e.source,
+        };
+        if crate::keyfile::probe(path).map_err(io)? == crate::keyfile::Existing::Present {
+            return Ok((VerifierKey::load(path)?, KeyOrigin::Loaded));
         }
         let secret = SecretKey::random(rng);
         let pem = secret
@@ -280,39 +276,11 @@ impl VerifierKey {
                 path: Some(path.to_owned()),
                 detail: format!("encoding the new key: {e}"),
             })?;
-        let tmp = tmp_path(path, rng);
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |e| Error::Io { path: p, source: e }
-        };
-        let written = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(pem.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(&tmp)(e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(io(dir))?;
-                }
+        match crate::keyfile::create_new(path, pem.as_bytes(), rng).map_err(io)? {
+            crate::keyfile::Created::Written => {
                 Ok((VerifierKey::from_secret(&secret)?, KeyOrigin::Generated))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok((VerifierKey::load(path)?, KeyOrigin::Loaded))
-            }
-            Err(e) => Err(io(path)(e)),
+            crate::keyfile::Created::LostRace => Ok((VerifierKey::load(path)?, KeyOrigin::Loaded)),
         }
     }
 
@@ -336,14 +304,4 @@ impl VerifierKey {
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.signing
     }
-}
-
-fn tmp_path(path: &Path, rng: &mut impl CryptoRngCore) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rng.next_u64()
-    ));
-    path.with_file_name(name)
 }
