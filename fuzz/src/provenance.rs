@@ -93,6 +93,24 @@ fn same_as_doubles(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// serde_json's private marker for `RawValue` (serde_json/src/raw.rs, `TOKEN`).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// Whether the input may use serde_json's `RawValue` marker as an object key: literally in the bytes,
+/// or (escaped) as a key of the value the strict parser read.
+fn names_raw_value_token(data: &[u8], parsed: Option<&Value>) -> bool {
+    fn has_key(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, x)| k == RAW_VALUE_TOKEN || has_key(x)),
+            Value::Array(a) => a.iter().any(has_key),
+            _ => false,
+        }
+    }
+    data.windows(b"private::RawValue".len())
+        .any(|w| w == b"private::RawValue")
+        || parsed.is_some_and(has_key)
+}
+
 /// JCS of `v`, checked: valid strict JSON, the same value (numbers as doubles), canonicalization is
 /// idempotent. Returns the canonical bytes.
 pub fn check_jcs(v: &Value) -> Vec<u8> {
@@ -119,14 +137,23 @@ pub fn check_jcs(v: &Value) -> Vec<u8> {
 /// `json::parse`: see the module documentation. Returns the value when the input is strict JSON.
 pub fn check_json(data: &[u8]) -> Option<Value> {
     let strict_result = strict::parse(data);
-    match (&strict_result, serde_json::from_slice::<Value>(data)) {
-        (Ok(s), Ok(l)) => assert_eq!(s, &l, "strict and serde_json read different values"),
-        (Ok(_), Err(e)) => panic!("the strict parser accepted what serde_json refuses: {e}"),
-        (Err(e), Ok(_)) => assert!(
+    let reference = if names_raw_value_token(data, strict_result.as_ref().ok()) {
+        // serde_json is no reference here: with its `raw_value` feature (enabled in this build by
+        // feature unification) an object whose key is this token is read as embedded JSON text, not as
+        // an object. The strict parser rightly reads an ordinary object; the checks below still run.
+        None
+    } else {
+        Some(serde_json::from_slice::<Value>(data))
+    };
+    match (&strict_result, reference) {
+        (_, None) => {}
+        (Ok(s), Some(Ok(l))) => assert_eq!(s, &l, "strict and serde_json read different values"),
+        (Ok(_), Some(Err(e))) => panic!("the strict parser accepted what serde_json refuses: {e}"),
+        (Err(e), Some(Ok(_))) => assert!(
             e.to_string().contains("duplicate key"),
             "the strict parser refused JSON serde_json accepts, not for a duplicate key: {e}"
         ),
-        (Err(_), Err(_)) => {}
+        (Err(_), Some(Err(_))) => {}
     }
     let v = strict_result.ok()?;
     assert!(depth(&v) <= MAX_DEPTH, "nesting {} accepted", depth(&v));
