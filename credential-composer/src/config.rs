@@ -44,9 +44,14 @@ const RFC9162_OID: &str = "1.3.101.75";
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The transparency log's directory (created on first start). Required.
+    /// The transparency log's directory (created on first start). Exactly one of `log_dir` and
+    /// `log_database` is required.
     #[serde(default)]
     pub log_dir: Option<PathBuf>,
+    /// The transparency log in PostgreSQL (`postgres://…`, `postgresql://…` or a `host=… dbname=…`
+    /// conninfo), shared by SPIRE servers in HA: every replica appends to and serves the same log.
+    #[serde(default)]
+    pub log_database: Option<String>,
     /// The log's signed-note Ed25519 private key (Go `note` format), generated (0600) on first start.
     /// Required.
     #[serde(default)]
@@ -167,7 +172,8 @@ impl OnLogFailure {
 pub struct Settings {
     /// The trust domain name (no `spiffe://`).
     pub trust_domain: String,
-    pub log_dir: PathBuf,
+    /// Where the log is kept.
+    pub log_storage: LogStorage,
     pub log_key_path: PathBuf,
     pub log_vkey_path: Option<PathBuf>,
     pub log_origin: String,
@@ -196,7 +202,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("trust_domain", &self.trust_domain)
-            .field("log_dir", &self.log_dir)
+            .field("log_storage", &self.log_storage)
             .field("log_key_path", &self.log_key_path)
             .field("log_origin", &self.log_origin)
             .field("provenance_key_path", &self.provenance_key_path)
@@ -212,6 +218,44 @@ impl fmt::Debug for Settings {
             .field("log_serve_address", &self.log_serve_address)
             .field("workload_attestor_name", &self.workload_attestor_name)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where the transparency log is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum LogStorage {
+    /// A directory owned (flock'ed) by this server alone.
+    Dir(PathBuf),
+    /// A PostgreSQL database (URL or conninfo; may hold a password, so `Debug` never shows it) shared
+    /// by every replica of an HA deployment.
+    Database(String),
+}
+
+impl fmt::Debug for LogStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dir(d) => f.debug_tuple("Dir").field(d).finish(),
+            Self::Database(url) => f.debug_tuple("Database").field(&redacted(url)).finish(),
+        }
+    }
+}
+
+impl LogStorage {
+    /// The configuration key it came from, for errors.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Dir(_) => "log_dir",
+            Self::Database(_) => "log_database",
+        }
+    }
+}
+
+impl fmt::Display for LogStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dir(d) => write!(f, "{}", d.display()),
+            Self::Database(url) => write!(f, "postgresql {}", redacted(url)),
+        }
     }
 }
 
@@ -331,6 +375,19 @@ fn check_database(database: &str) -> Result<(), String> {
     }
 }
 
+/// `log_database` must be PostgreSQL (the log's tables and row lock are PostgreSQL's).
+fn check_postgres(database: &str) -> Result<(), String> {
+    let database = database.trim();
+    if database.starts_with("sqlite://") {
+        return Err(
+            "the log is shared through PostgreSQL only (postgres://, postgresql:// or a host=… \
+             conninfo); for one server use log_dir"
+                .into(),
+        );
+    }
+    check_database(database)
+}
+
 fn parse_oid(text: &str) -> Result<ObjectIdentifier, String> {
     let oid = ObjectIdentifier::new(text.trim())
         .map_err(|e| format!("{text:?} is not a dotted OID: {e}"))?;
@@ -380,9 +437,31 @@ pub fn build(core: &CoreConfig, hcl: &str) -> Result<Settings, Vec<ConfigError>>
     }
     let td = core.trust_domain.clone();
 
-    let log_dir = cfg.log_dir.clone().unwrap_or_default();
+    let log_storage = match (&cfg.log_dir, &cfg.log_database) {
+        (Some(d), None) => LogStorage::Dir(d.clone()),
+        (None, Some(url)) => {
+            if let Err(e) = check_postgres(url) {
+                p.add("log_database", e);
+            }
+            LogStorage::Database(url.trim().to_owned())
+        }
+        (Some(_), Some(_)) => {
+            p.add(
+                "log_database",
+                "set either log_dir (one server) or log_database (HA servers sharing PostgreSQL),                  not both",
+            );
+            LogStorage::Dir(PathBuf::new())
+        }
+        (None, None) => {
+            p.required(
+                "log_dir",
+                "the transparency log's directory; or log_database for HA servers",
+            );
+            LogStorage::Dir(PathBuf::new())
+        }
+    };
     match &cfg.log_dir {
-        None => p.required("log_dir", "the transparency log's directory"),
+        None => {}
         Some(d) if d.as_os_str().is_empty() => p.add("log_dir", "must not be empty"),
         Some(d) if d.exists() && !d.is_dir() => {
             p.add("log_dir", format!("{} is not a directory", d.display()));
@@ -585,7 +664,7 @@ pub fn build(core: &CoreConfig, hcl: &str) -> Result<Settings, Vec<ConfigError>>
     };
     Ok(Settings {
         trust_domain: td,
-        log_dir,
+        log_storage,
         log_key_path,
         log_vkey_path,
         log_origin,
@@ -783,5 +862,43 @@ mod tests {
         );
         let s = build(&core(), &hcl).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn log_database_replaces_log_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = format!("log_dir = \"{}/log\"", dir.path().display());
+        let with_db =
+            |db: &str| minimal(dir.path()).replace(&log_dir, &format!("log_database = {db:?}"));
+
+        let s = build(&core(), &with_db("postgres://spire:hunter2@db/spire")).unwrap();
+        assert_eq!(
+            s.log_storage,
+            LogStorage::Database("postgres://spire:hunter2@db/spire".into())
+        );
+        assert_eq!(s.log_storage.key(), "log_database");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!s.log_storage.to_string().contains("hunter2"));
+        let s = build(&core(), &with_db("host=/run/pg dbname=spire")).unwrap();
+        assert_eq!(s.log_storage.key(), "log_database");
+        let s = build(&core(), &minimal(dir.path())).unwrap();
+        assert_eq!(s.log_storage, LogStorage::Dir(dir.path().join("log")));
+
+        // Exactly one of the two.
+        let both = format!(
+            "{}\nlog_database = \"postgres://db/spire\"",
+            minimal(dir.path())
+        );
+        assert_eq!(keys(&both), ["log_database"]);
+        let neither = minimal(dir.path()).replace(&log_dir, "");
+        assert_eq!(keys(&neither).len(), 1);
+        assert!(
+            keys(&neither)[0].starts_with("log_dir"),
+            "{:?}",
+            keys(&neither)
+        );
+        // PostgreSQL only, and a recognisable one.
+        assert_eq!(keys(&with_db("sqlite:///tmp/log.db")), ["log_database"]);
+        assert_eq!(keys(&with_db("mysql://db/spire")), ["log_database"]);
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Configure validates ([`crate::config::build`]), then opens, in a blocking task: the provenance key
 //! (generated on first start, public key written for relying parties), the log key and the log
-//! ([`Log::open_or_create`] + [`Sequencer`], vkey written), the attestation-result store, and the tile
-//! server when `log_serve_address` is set. A reconfiguration (SIGUSR1) reuses what did not change:
-//! the log directory is flock'ed by its one writer, so the open log and its sequencer are kept when
-//! `log_dir` is the same (and changing its key or origin then is refused: it needs a restart); the
-//! store when its URL is the same; the tile server when address and directory are the same. RPCs
-//! already running keep the composer they started with ([`ConfigSlot`]).
+//! ([`Log::open_or_create`] for `log_dir`, or [`PgLog::open`] for `log_database`, + [`Sequencer`], vkey
+//! written), the attestation-result store, and the tile server when `log_serve_address` is set (from
+//! the directory, or from the database: every HA replica serves the shared tree). A reconfiguration
+//! (SIGUSR1) reuses what did not change: the log directory is flock'ed by its one writer, so the open
+//! log and its sequencer are kept when `log_dir` (or `log_database`) is the same (and changing its key
+//! or origin then is refused: it needs a restart); the store when its URL is the same; the tile server
+//! when address and log are the same. RPCs already running keep the composer they started with
+//! ([`ConfigSlot`]).
 //!
 //! Validate only runs [`crate::config::build`]: it creates no key, log or database.
 
@@ -29,17 +31,19 @@ use twi_plugin::{ConfigError, ConfigHandler, ConfigSlot, CoreConfig};
 use twi_results::ResultStore;
 
 use crate::composer::{system_clock, Clock, ComposeError, Composer, ComposerParts};
-use crate::config::{self, redacted, Settings};
+use crate::config::{self, redacted, LogStorage, Settings};
 use crate::spire_api::SpireApi;
 use crate::statement::ProvenanceKey;
-use crate::tlog::{Log, LogKey, Sequencer, SequencerConfig, ServerHandle, TlogError};
+use crate::tlog::{
+    Log, LogKey, PgLog, PgLogReader, Sequencer, SequencerConfig, ServerHandle, TlogError,
+};
 
 /// Public files (vkey, provenance public key) are world-readable: relying parties need them.
 const PUBLIC_FILE_MODE: u32 = 0o644;
 
-/// The open log, kept across reconfigurations of the same `log_dir`.
+/// The open log, kept across reconfigurations of the same `log_dir` or `log_database`.
 struct OpenLog {
-    dir: PathBuf,
+    storage: LogStorage,
     key_path: PathBuf,
     origin: String,
     vkey: String,
@@ -53,7 +57,7 @@ struct OpenLog {
 struct Opened {
     log: Option<OpenLog>,
     store: Option<(String, Arc<dyn ResultStore>)>,
-    server: Option<(SocketAddr, PathBuf, ServerHandle)>,
+    server: Option<(SocketAddr, LogStorage, ServerHandle)>,
 }
 
 /// The CredentialComposer plugin. Cloning shares the configuration and what it opened.
@@ -93,6 +97,50 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// Whether two configured logs are the same log (the same flock, or the same database).
+fn same_storage(a: &LogStorage, b: &LogStorage) -> bool {
+    match (a, b) {
+        (LogStorage::Dir(x), LogStorage::Dir(y)) => same_dir(x, y),
+        (LogStorage::Database(x), LogStorage::Database(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Opens the configured log and starts its sequencer; returns it with the log's size.
+fn open_log(s: &Settings, key: LogKey) -> Result<(Sequencer, u64), ConfigError> {
+    let storage = &s.log_storage;
+    let (sequencer, size) = match storage {
+        LogStorage::Dir(dir) => {
+            let log = Log::open_or_create(dir, key).map_err(|e| invalid(storage.key(), e))?;
+            let size = log.size();
+            (Sequencer::start(log, s.sequencer.clone()), size)
+        }
+        LogStorage::Database(url) => {
+            let log = PgLog::open(url, key).map_err(|e| invalid(storage.key(), e))?;
+            let size = crate::tlog::LogBackend::size(&log);
+            (
+                Sequencer::start_backend(Box::new(log), s.sequencer.clone()),
+                size,
+            )
+        }
+    };
+    Ok((sequencer.map_err(|e| invalid(storage.key(), e))?, size))
+}
+
+/// Starts the tile server over the configured log.
+fn spawn_log_server(
+    storage: &LogStorage,
+    origin: &str,
+    addr: SocketAddr,
+) -> Result<ServerHandle, ConfigError> {
+    match storage {
+        LogStorage::Dir(dir) => crate::tlog::spawn_server(dir, addr),
+        LogStorage::Database(url) => PgLogReader::open(url, origin)
+            .and_then(|r| crate::tlog::spawn_server_for(Arc::new(r), addr)),
+    }
+    .map_err(|e| invalid("log_serve_address", e))
 }
 
 /// Refuses a private key file others may read: whoever reads it can forge checkpoints.
@@ -211,72 +259,70 @@ fn open_all(
 
     // The log: reuse the open one for the same directory (its flock is ours).
     let mut new_log = None;
-    let (sequencer, vkey, log_state) =
-        match opened.log.as_ref().filter(|l| same_dir(&l.dir, &s.log_dir)) {
-            Some(l) => {
-                if l.key_path != s.log_key_path {
-                    return Err(invalid(
-                        "log_key_path",
-                        format!(
+    let (sequencer, vkey, log_state) = match opened
+        .log
+        .as_ref()
+        .filter(|l| same_storage(&l.storage, &s.log_storage))
+    {
+        Some(l) => {
+            if l.key_path != s.log_key_path {
+                return Err(invalid(
+                    "log_key_path",
+                    format!(
                         "cannot change while the log in {} is open (it was {}); restart the SPIRE \
                          server to change the log key",
-                        l.dir.display(),
+                        l.storage,
                         l.key_path.display()
                     ),
-                    ));
-                }
-                if l.origin != s.log_origin {
-                    return Err(invalid(
-                        "log_origin",
-                        format!(
-                            "cannot change while the log in {} is open (it is {:?})",
-                            l.dir.display(),
-                            l.origin
-                        ),
-                    ));
-                }
-                let b = &s.sequencer;
-                if (b.max_batch, b.max_wait, b.max_queue)
-                    != (
-                        l.batching.max_batch,
-                        l.batching.max_wait,
-                        l.batching.max_queue,
-                    )
-                {
-                    tracing::warn!(
+                ));
+            }
+            if l.origin != s.log_origin {
+                return Err(invalid(
+                    "log_origin",
+                    format!(
+                        "cannot change while the log in {} is open (it is {:?})",
+                        l.storage, l.origin
+                    ),
+                ));
+            }
+            let b = &s.sequencer;
+            if (b.max_batch, b.max_wait, b.max_queue)
+                != (
+                    l.batching.max_batch,
+                    l.batching.max_wait,
+                    l.batching.max_queue,
+                )
+            {
+                tracing::warn!(
                     "the sequencer block changed, but the open log keeps its batching limits until \
                      it is reopened (restart the SPIRE server)"
                 );
-                }
-                (Arc::clone(&l.sequencer), l.vkey.clone(), "reused")
             }
-            None => {
-                let (key, generated) = log_key(s)?;
-                let vkey = key.vkey().to_owned();
-                let log =
-                    Log::open_or_create(&s.log_dir, key).map_err(|e| invalid("log_dir", e))?;
-                tracing::info!(
-                    log_dir = %s.log_dir.display(),
-                    size = log.size(),
-                    origin = %s.log_origin,
-                    key = if generated { "generated" } else { "loaded" },
-                    "transparency log opened"
-                );
-                let seq = Arc::new(
-                    Sequencer::start(log, s.sequencer.clone())
-                        .map_err(|e| invalid("log_dir", e))?,
-                );
-                new_log = Some(OpenLog {
-                    dir: s.log_dir.clone(),
-                    key_path: s.log_key_path.clone(),
-                    origin: s.log_origin.clone(),
-                    vkey: vkey.clone(),
-                    sequencer: Arc::clone(&seq),
-                    batching: s.sequencer.clone(),
-                });
-                (seq, vkey, "opened")
-            }
-        };
+            (Arc::clone(&l.sequencer), l.vkey.clone(), "reused")
+        }
+        None => {
+            let (key, generated) = log_key(s)?;
+            let vkey = key.vkey().to_owned();
+            let (seq, size) = open_log(s, key)?;
+            tracing::info!(
+                log = %s.log_storage,
+                size,
+                origin = %s.log_origin,
+                key = if generated { "generated" } else { "loaded" },
+                "transparency log opened"
+            );
+            let seq = Arc::new(seq);
+            new_log = Some(OpenLog {
+                storage: s.log_storage.clone(),
+                key_path: s.log_key_path.clone(),
+                origin: s.log_origin.clone(),
+                vkey: vkey.clone(),
+                sequencer: Arc::clone(&seq),
+                batching: s.sequencer.clone(),
+            });
+            (seq, vkey, "opened")
+        }
+    };
     if let Some(path) = &s.log_vkey_path {
         write_public(path, &vkey)
             .map_err(|e| invalid("log_vkey_path", format!("writing {}: {e}", path.display())))?;
@@ -296,7 +342,7 @@ fn open_all(
     // The tile server: keep it when nothing changed; bind a new port before letting the old go.
     let keep_server = matches!(
         (&opened.server, s.log_serve_address),
-        (Some((addr, dir, _)), Some(want)) if *addr == want && same_dir(dir, &s.log_dir)
+        (Some((addr, storage, _)), Some(want)) if *addr == want && same_storage(storage, &s.log_storage)
     );
     if !keep_server {
         let same_port = matches!(
@@ -311,9 +357,8 @@ fn open_all(
         let new_server = match s.log_serve_address {
             Some(addr) => Some((
                 addr,
-                s.log_dir.clone(),
-                crate::tlog::spawn_server(&s.log_dir, addr)
-                    .map_err(|e| invalid("log_serve_address", e))?,
+                s.log_storage.clone(),
+                spawn_log_server(&s.log_storage, &s.log_origin, addr)?,
             )),
             None => None,
         };
@@ -334,7 +379,7 @@ fn open_all(
     tracing::info!(
         trust_domain = %s.trust_domain,
         log = log_state,
-        log_dir = %s.log_dir.display(),
+        log_storage = %s.log_storage,
         log_origin = %s.log_origin,
         log_vkey = %vkey,
         provenance_key_id = %prov_public.key_id(),

@@ -3,6 +3,7 @@
 //! tile server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod pg_support;
 mod plugin_support;
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -286,4 +287,171 @@ async fn log_is_served_over_http_when_asked() {
             .unwrap()
             .unwrap();
     assert_eq!(status, 200);
+}
+
+/// The harness's plugin_data with the log in PostgreSQL instead of its directory.
+fn hcl_with_database(h: &Harness, conninfo: &str, extra: &str) -> String {
+    let dir_line = format!("log_dir = \"{}/log\"", h.dir.path().display());
+    let hcl = h.hcl(extra);
+    assert!(hcl.contains(&dir_line));
+    hcl.replace(&dir_line, &format!("log_database = \"{conninfo}\""))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_dir_and_log_database_are_exclusive_and_postgres_only() {
+    let h = Harness::new().await;
+    let both = h.hcl("log_database = \"postgres://db.example/twi\"");
+    let err = h.loaded.configure(TD, &both).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("`log_database`"),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("not both"), "{}", err.message());
+
+    let sqlite = hcl_with_database(&h, "sqlite:///tmp/x.db", "");
+    let err = h.loaded.configure(TD, &sqlite).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("`log_database`"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("PostgreSQL only"),
+        "{}",
+        err.message()
+    );
+
+    // Validate accepts a PostgreSQL log without connecting (nothing is opened by Validate).
+    let unreachable = hcl_with_database(
+        &h,
+        "postgres://twi:hunter2@127.0.0.1:1/twi?connect_timeout=2",
+        "",
+    );
+    let ok = h.loaded.validate(TD, &unreachable).await.unwrap();
+    assert!(ok.valid && ok.notes.is_empty(), "{:?}", ok.notes);
+    // Configure does connect, fails closed, and does not repeat the password.
+    let err = h.loaded.configure(TD, &unreachable).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("`log_database`"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("postgresql log"),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains("hunter2"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_composers_share_one_postgres_log_and_serve_it() {
+    let pg = tokio::task::spawn_blocking(pg_support::PgServer::start)
+        .await
+        .unwrap();
+    let (h1, h2) = (Harness::new().await, Harness::new().await);
+    let (port1, port2) = (free_port(), free_port());
+    h1.loaded
+        .configure(
+            TD,
+            &hcl_with_database(
+                &h1,
+                &pg.conninfo,
+                &format!("log_serve_address = \"127.0.0.1:{port1}\""),
+            ),
+        )
+        .await
+        .unwrap();
+    // Every replica is given the same log key file.
+    std::fs::copy(h1.path("log.key"), h2.path("log.key")).unwrap();
+    std::fs::set_permissions(h2.path("log.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    h2.loaded
+        .configure(
+            TD,
+            &hcl_with_database(
+                &h2,
+                &pg.conninfo,
+                &format!("log_serve_address = \"127.0.0.1:{port2}\""),
+            ),
+        )
+        .await
+        .unwrap();
+
+    // Credentials from both composers, interleaved; each record is read back from the tiles the
+    // OTHER composer serves.
+    let verifier = h1.log_verifier();
+    let mut records = Vec::new();
+    for i in 0..3 {
+        for (h, other_port) in [(&h1, port2), (&h2, port1)] {
+            let agent = agent_id(&format!("a{i}-{other_port}"));
+            h.seed_current(&agent, None);
+            let attrs = compose(h, &agent).await.unwrap();
+            let ext = twi_credential_composer::extension::TwiProvenance::from_der(
+                &by_oid(&attrs)[PROV_OID].value,
+            )
+            .unwrap();
+            let Some(twi_credential_composer::extension::ProofForm::TlogProof(proof)) = ext.proof
+            else {
+                panic!("no tlog proof")
+            };
+            let index = verifier
+                .verify_tlog_proof(&ext.statement, proof.as_bytes())
+                .unwrap()
+                .index();
+            records.push((index, ext.statement, other_port));
+        }
+    }
+    let verifier2 = h2.log_verifier();
+    assert_eq!(verifier.vkey(), verifier2.vkey());
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut sizes = Vec::new();
+        for (index, statement, port) in &records {
+            let log = TiledLog::new(
+                HttpFetcher::new(
+                    &format!("http://127.0.0.1:{port}/"),
+                    std::time::Duration::from_secs(5),
+                ),
+                verifier2.clone(),
+            );
+            let cp = log.checkpoint().unwrap();
+            assert_eq!(&log.entry(&cp, *index).unwrap(), statement);
+            sizes.push(cp.size());
+        }
+        let mut indexes: Vec<u64> = records.iter().map(|r| r.0).collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..6).collect::<Vec<u64>>(), "one tree, no gaps");
+        sizes
+    })
+    .await
+    .unwrap();
+    assert_eq!(checked.iter().max(), Some(&6));
+
+    // A replica with another key is refused by the database's log.
+    let h3 = Harness::new().await;
+    let err = h3
+        .loaded
+        .configure(TD, &hcl_with_database(&h3, &pg.conninfo, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("`log_database`"),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("log key"), "{}", err.message());
+    drop((h1, h2, h3));
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }

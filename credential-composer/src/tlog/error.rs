@@ -147,6 +147,41 @@ pub enum TlogError {
         /// What failed.
         reason: String,
     },
+    /// A PostgreSQL log (HA) could not be reached, read or written. The message is the server's or
+    /// the driver's, which never holds the conninfo's password.
+    #[error("postgresql log: {op}: {source}")]
+    Postgres {
+        /// What we were doing ("connect", "insert entries", "commit", ...).
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The PostgreSQL log's conninfo or contents are not usable (not a conninfo, no such log).
+    #[error("postgresql log: {reason}")]
+    Database {
+        /// What was wrong (never the password).
+        reason: String,
+    },
+    /// The database's log of this origin belongs to another key (every replica must use the same log
+    /// key file).
+    #[error("postgresql log: the database's {what} is {got}, this server's is {want}")]
+    LogMismatch {
+        /// "log key".
+        what: &'static str,
+        /// What the database holds (a public verifier key).
+        got: String,
+        /// What this server is configured with.
+        want: String,
+    },
+    /// The sequencer runs over another kind of log than the caller asked for.
+    #[error("the sequencer's log is kept in a {got}, not a {want}")]
+    WrongBackend {
+        /// The kind asked for.
+        want: &'static str,
+        /// The kind the sequencer has.
+        got: &'static str,
+    },
 }
 
 impl TlogError {

@@ -18,13 +18,20 @@
 //! atomically published checkpoint); [`Log::open`] recovers after a crash. The [`Sequencer`] groups
 //! concurrent appends into one fsync and one signature.
 //!
-//! Not here (yet): PostgreSQL-backed sequencing for HA servers (one sequencer at a time), witness
-//! cosignatures, gzip of entry bundles, pruning.
+//! HA: SPIRE servers sharing a PostgreSQL datastore share one log in PostgreSQL ([`PgLog`]): each
+//! replica runs a [`Sequencer`] over it ([`Sequencer::start_backend`]), one batch = one transaction
+//! under the log row's lock (one sequencer at a time across replicas), and any replica serves the
+//! tiles ([`PgLogReader`], [`spawn_server_for`]). [`LogBackend`] and [`TileSource`] are what the
+//! sequencer and the tile server need of either kind of log.
+//!
+//! Not here (yet): witness cosignatures, gzip of entry bundles, pruning.
 
+mod backend;
 mod checkpoint;
 mod client;
 mod error;
 mod log;
+mod pg;
 mod proof;
 mod reader;
 mod sequencer;
@@ -32,19 +39,24 @@ mod server;
 mod storage;
 mod tile;
 
+pub use backend::{LogBackend, TileSource};
 pub use checkpoint::{
     LogKey, LogVerifier, SignedCheckpoint, VerifiedCheckpoint, MAX_CHECKPOINT_NOTE,
 };
 pub use client::{HttpFetcher, TileFetcher, TiledLog};
 pub use error::TlogError;
 pub use log::{Appended, Log};
+pub use pg::{PgLog, PgLogReader};
 pub use proof::{
     check_consistency, check_inclusion, InclusionProof, VerifiedInclusion, MAX_PROOF_HASHES,
     MAX_TLOG_PROOF, TLOG_PROOF_HEADER,
 };
 pub use reader::LogReader;
 pub use sequencer::{Sequencer, SequencerConfig};
-pub use server::{router, serve, serve_listener, spawn_server, ServerHandle};
+pub use server::{
+    router, router_for, serve, serve_listener, serve_source, serve_source_listener, spawn_server,
+    spawn_server_for, ServerHandle,
+};
 pub use storage::MAX_ENTRY_SIZE;
 pub use tile::{tiles_for_tree_size, TileId, TileKind, MAX_TILE_LEVEL, TILE_HEIGHT, TILE_WIDTH};
 /// A SHA-256 Merkle tree hash (base64 in checkpoints and proofs).

@@ -1,6 +1,6 @@
 //! Group commit: concurrent appends share one fsync and one checkpoint signature.
 //!
-//! One thread owns the [`Log`]. Callers queue entries; the thread takes the first, then waits up to
+//! One thread owns the log: a [`Log`] directory or a [`super::PgLog`] (any [`LogBackend`]). Callers queue entries; the thread takes the first, then waits up to
 //! `max_wait` (or until `max_batch` entries) for more, appends them as one batch and answers each caller
 //! with its index, the new checkpoint and its inclusion proof. While a batch is being fsynced the next
 //! one queues up, so under load batches grow by themselves even with `max_wait` = 0.
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::backend::LogBackend;
 use super::log::{Appended, Log};
 use super::storage::MAX_ENTRY_SIZE;
 use super::TlogError;
@@ -46,13 +47,13 @@ struct Job {
     reply: oneshot::Sender<Result<Appended, TlogError>>,
 }
 
-/// The batching front of a [`Log`]. Cheap to share (`Arc<Sequencer>`); `append` is async,
+/// The batching front of a log ([`Log`] or any [`LogBackend`]). Cheap to share (`Arc<Sequencer>`); `append` is async,
 /// `append_blocking` is for threads outside an async runtime.
 pub struct Sequencer {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     queued: Arc<AtomicUsize>,
     config: SequencerConfig,
-    thread: Mutex<Option<JoinHandle<Log>>>,
+    thread: Mutex<Option<JoinHandle<Box<dyn LogBackend>>>>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -70,6 +71,18 @@ impl Sequencer {
     /// # Errors
     /// [`TlogError::Io`] if the thread cannot be spawned.
     pub fn start(log: Log, config: SequencerConfig) -> Result<Self, TlogError> {
+        Self::start_backend(Box::new(log), config)
+    }
+
+    /// Starts the sequencer over any log backend, e.g. a [`super::PgLog`] shared by HA servers (each
+    /// replica runs its own sequencer; the database lets one batch in at a time).
+    ///
+    /// # Errors
+    /// [`TlogError::Io`] if the thread cannot be spawned.
+    pub fn start_backend(
+        log: Box<dyn LogBackend>,
+        config: SequencerConfig,
+    ) -> Result<Self, TlogError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
         let thread_queued = Arc::clone(&queued);
@@ -141,11 +154,26 @@ impl Sequencer {
         Ok(rx)
     }
 
-    /// Stops taking entries, finishes those queued, and gives the log back.
+    /// Stops taking entries, finishes those queued, and gives the file log back.
+    ///
+    /// # Errors
+    /// [`TlogError::SequencerStopped`] if the thread panicked or was already shut down,
+    /// [`TlogError::WrongBackend`] if the log is not a directory (use
+    /// [`Sequencer::shutdown_backend`]).
+    pub fn shutdown(&self) -> Result<Log, TlogError> {
+        let backend = self.shutdown_backend()?;
+        let got = backend.kind();
+        backend.into_file_log().ok_or(TlogError::WrongBackend {
+            want: "directory",
+            got,
+        })
+    }
+
+    /// Stops taking entries, finishes those queued, and gives the log back, whatever its kind.
     ///
     /// # Errors
     /// [`TlogError::SequencerStopped`] if the thread panicked or was already shut down.
-    pub fn shutdown(&self) -> Result<Log, TlogError> {
+    pub fn shutdown_backend(&self) -> Result<Box<dyn LogBackend>, TlogError> {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
@@ -166,11 +194,11 @@ impl Drop for Sequencer {
 }
 
 fn run(
-    mut log: Log,
+    mut log: Box<dyn LogBackend>,
     rx: &mpsc::Receiver<Job>,
     queued: &AtomicUsize,
     config: &SequencerConfig,
-) -> Log {
+) -> Box<dyn LogBackend> {
     let max_batch = config.max_batch.max(1);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -194,17 +222,17 @@ fn run(
             }
         }
         queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        commit(&mut log, batch);
+        commit(log.as_mut(), batch);
     }
     log
 }
 
-fn commit(log: &mut Log, batch: Vec<Job>) {
+fn commit(log: &mut dyn LogBackend, batch: Vec<Job>) {
     let (entries, replies): (Vec<Vec<u8>>, Vec<_>) =
         batch.into_iter().map(|j| (j.entry, j.reply)).unzip();
     let mut result = log.append_batch(&entries);
     if matches!(result, Err(TlogError::Poisoned)) {
-        // An earlier batch failed half-way; bring the files back to the checkpoint and retry once.
+        // An earlier batch failed half-way; bring the storage back to the checkpoint and retry once.
         result = log.recover().and_then(|()| log.append_batch(&entries));
     }
     match result {
@@ -215,7 +243,7 @@ fn commit(log: &mut Log, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, entries = entries.len(), "transparency log batch append failed");
+            tracing::error!(error = %e, entries = entries.len(), log = log.kind(), "transparency log batch append failed");
             let shared = Arc::new(e);
             for reply in replies {
                 let _ = reply.send(Err(TlogError::Batch(Arc::clone(&shared))));

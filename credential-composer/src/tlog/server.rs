@@ -1,5 +1,6 @@
 //! The tlog-tiles HTTP API for auditors and monitors (`twi log serve`): `GET /checkpoint`,
-//! `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`, read-only from a log directory.
+//! `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`, read-only from a log directory or
+//! from a PostgreSQL log ([`TileSource`]: any HA replica serves the shared tree, same URLs and bytes).
 //!
 //! Tiles are computed from the stored hashes on request and only for trees the current checkpoint
 //! contains, so a client never sees a tile the log has not committed to. The checkpoint is served with
@@ -18,6 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::oneshot;
 
+use super::backend::TileSource;
 use super::reader::LogReader;
 use super::tile::TileId;
 use super::TlogError;
@@ -25,12 +27,20 @@ use super::TlogError;
 const TEXT: &str = "text/plain; charset=utf-8";
 const OCTETS: &str = "application/octet-stream";
 
-/// The routes, for embedding in another axum server.
+/// What the handlers read from.
+type Source = Arc<dyn TileSource>;
+
+/// The routes over a log directory, for embedding in another axum server.
 pub fn router(reader: Arc<LogReader>) -> Router {
+    router_for(reader)
+}
+
+/// The routes over any log (a directory's [`LogReader`] or a [`super::PgLogReader`]).
+pub fn router_for(source: Arc<dyn TileSource>) -> Router {
     Router::new()
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
-        .with_state(reader)
+        .with_state(source)
 }
 
 /// Serves the log in `log_dir` on `addr` until the process ends.
@@ -55,12 +65,35 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TlogError> {
     let reader = Arc::new(LogReader::open(log_dir.as_ref())?);
+    serve_source_listener(reader, listener, shutdown).await
+}
+
+/// Serves `source` (e.g. a [`super::PgLogReader`]) on `addr` until the process ends.
+///
+/// # Errors
+/// [`TlogError::Io`] if the address cannot be bound or the server fails.
+pub async fn serve_source(source: Arc<dyn TileSource>, addr: SocketAddr) -> Result<(), TlogError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| TlogError::io("bind", addr.to_string(), e))?;
+    serve_source_listener(source, listener, std::future::pending()).await
+}
+
+/// Serves `source` on an already bound listener until `shutdown` resolves.
+///
+/// # Errors
+/// [`TlogError::Io`] if the server fails.
+pub async fn serve_source_listener(
+    source: Arc<dyn TileSource>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), TlogError> {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(%addr, dir = %log_dir.as_ref().display(), "serving transparency log tiles");
-    axum::serve(listener, router(reader))
+    tracing::info!(%addr, log = %source.describe(), "serving transparency log tiles");
+    axum::serve(listener, router_for(source))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| TlogError::io("serve", addr, e))
@@ -124,7 +157,17 @@ pub fn spawn_server(
     addr: SocketAddr,
 ) -> Result<ServerHandle, TlogError> {
     let dir: PathBuf = log_dir.as_ref().to_path_buf();
-    LogReader::open(&dir)?;
+    spawn_server_for(Arc::new(LogReader::open(&dir)?), addr)
+}
+
+/// [`spawn_server`] for any log, e.g. a [`super::PgLogReader`] on each HA replica.
+///
+/// # Errors
+/// [`TlogError::Io`] if binding or spawning fails.
+pub fn spawn_server_for(
+    source: Arc<dyn TileSource>,
+    addr: SocketAddr,
+) -> Result<ServerHandle, TlogError> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| TlogError::io("bind", addr.to_string(), e))?;
     let addr = listener
@@ -144,7 +187,7 @@ pub fn spawn_server(
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| TlogError::io("listen", addr.to_string(), e))?;
-                serve_listener(dir, listener, async {
+                serve_source_listener(source, listener, async {
                     let _ = rx.await;
                 })
                 .await
@@ -158,7 +201,7 @@ pub fn spawn_server(
     })
 }
 
-async fn checkpoint(State(reader): State<Arc<LogReader>>) -> Response {
+async fn checkpoint(State(reader): State<Source>) -> Response {
     match blocking(move || reader.checkpoint()).await {
         Ok(cp) => (
             StatusCode::OK,
@@ -173,7 +216,7 @@ async fn checkpoint(State(reader): State<Arc<LogReader>>) -> Response {
     }
 }
 
-async fn tile(State(reader): State<Arc<LogReader>>, UrlPath(rest): UrlPath<String>) -> Response {
+async fn tile(State(reader): State<Source>, UrlPath(rest): UrlPath<String>) -> Response {
     let tile = match TileId::parse(&format!("tile/{rest}")) {
         Ok(t) => t,
         Err(e) => {

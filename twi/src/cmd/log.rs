@@ -1,8 +1,9 @@
 //! `twi log serve` and `twi log verify`: the credential-provenance transparency log for auditors and
 //! monitors (issue #5 item 2).
 //!
-//! - `serve` publishes a log directory (the composer's `log_dir`) as C2SP tlog-tiles over HTTP, read
-//!   only, beside the composer that writes it: `/checkpoint`, `/tile/<L>/<N>[.p/<W>]`,
+//! - `serve` publishes a log directory (the composer's `log_dir`), or a log in PostgreSQL (the HA
+//!   composers' `log_database`, `--database` with `--origin`), as C2SP tlog-tiles over HTTP, read only,
+//!   beside the composers that write it: `/checkpoint`, `/tile/<L>/<N>[.p/<W>]`,
 //!   `/tile/entries/<N>[.p/<W>]`.
 //! - `verify` is what a monitor runs periodically: fetch the checkpoint, check its signature with the
 //!   log's public key, check that it extends the last checkpoint this monitor trusted (RFC 6962
@@ -19,7 +20,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use twi_credential_composer::tlog::{HttpFetcher, LogVerifier, TiledLog, TlogError};
+use std::sync::Arc;
+
+use twi_credential_composer::tlog::{
+    HttpFetcher, LogReader, LogVerifier, PgLogReader, TileSource, TiledLog, TlogError,
+};
 
 /// Checkpoint files larger than this are refused unread (a signed note is well under 1 KiB).
 const MAX_CHECKPOINT_FILE: u64 = 64 * 1024;
@@ -33,7 +38,8 @@ pub(crate) struct LogArgs {
 
 #[derive(clap::Subcommand)]
 enum LogCommand {
-    /// Serve a log directory as tlog-tiles over HTTP (read only; runs until interrupted).
+    /// Serve a log directory, or a log in PostgreSQL, as tlog-tiles over HTTP (read only; runs until
+    /// interrupted).
     Serve(ServeArgs),
     /// Check the log's checkpoint signature and that it extends an earlier checkpoint; exit 0
     /// consistent, 1 not consistent, 2 usage or I/O error.
@@ -43,8 +49,20 @@ enum LogCommand {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// The log directory (the composer's `log_dir`).
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "database",
+        conflicts_with = "database"
+    )]
+    dir: Option<PathBuf>,
+    /// The PostgreSQL database of an HA log (the composers' `log_database`: a `postgres://` URL or a
+    /// libpq conninfo); needs --origin.
+    #[arg(long, value_name = "CONNINFO", requires = "origin")]
+    database: Option<String>,
+    /// The origin of the log to serve from --database (the composers' `log_origin`).
+    #[arg(long, value_name = "ORIGIN", requires = "database")]
+    origin: Option<String>,
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8088")]
     listen: SocketAddr,
@@ -97,6 +115,31 @@ pub(crate) fn run(args: LogArgs) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    // Opened before the runtime starts: the PostgreSQL reader's blocking client must not be made
+    // on a runtime thread.
+    let (source, what): (Arc<dyn TileSource>, String) = match (&args.dir, &args.database) {
+        (Some(dir), _) => match LogReader::open(dir) {
+            Ok(r) => (Arc::new(r), format!("the log in {}", dir.display())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(database)) => {
+            let origin = args.origin.as_deref().unwrap_or_default();
+            match PgLogReader::open(database, origin) {
+                Ok(r) => (Arc::new(r), format!("the log {origin} from PostgreSQL")),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("error: give --dir DIR or --database CONNINFO --origin ORIGIN");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,11 +151,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     eprintln!(
-        "serving the log in {} at http://{}/ (checkpoint, tile/…); Ctrl-C stops",
-        args.dir.display(),
+        "serving {what} at http://{}/ (checkpoint, tile/…); Ctrl-C stops",
         args.listen
     );
-    match runtime.block_on(twi_credential_composer::tlog::serve(&args.dir, args.listen)) {
+    let result = runtime.block_on(twi_credential_composer::tlog::serve_source(
+        source,
+        args.listen,
+    ));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
