@@ -3,7 +3,6 @@
 //! tile server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-mod pg_support;
 mod plugin_support;
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -358,8 +357,9 @@ async fn log_dir_and_log_database_are_exclusive_and_postgres_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_composers_share_one_postgres_log_and_serve_it() {
-    let pg = tokio::task::spawn_blocking(pg_support::PgServer::start)
+    let pg = tokio::task::spawn_blocking(twi_results::testing::PgServer::start)
         .await
+        .unwrap()
         .unwrap();
     let (h1, h2) = (Harness::new().await, Harness::new().await);
     let (port1, port2) = (free_port(), free_port());

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
-mod pg_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -15,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::leaf;
-use pg_support::PgServer;
 use rand_core::OsRng;
 use twi_credential_composer::tlog::{
     check_consistency, check_inclusion, spawn_server_for, tiles_for_tree_size, Appended, Log,
     LogBackend, LogKey, LogReader, PgLog, PgLogReader, Sequencer, SequencerConfig, TlogError,
 };
+use twi_results::testing::PgServer;
 
 const ORIGIN: &str = "example.org/twi/cprov";
 
@@ -62,7 +61,7 @@ fn get(url: &str) -> (u16, Vec<u8>) {
 
 #[test]
 fn appends_prove_read_back_and_serve_the_same_bytes_as_a_file_log() {
-    let pg = PgServer::start();
+    let pg = PgServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let key_path = key_file(tmp.path(), ORIGIN);
     let mut pg_log = PgLog::open(&pg.conninfo, LogKey::load(&key_path).unwrap()).unwrap();
@@ -166,7 +165,7 @@ fn appends_prove_read_back_and_serve_the_same_bytes_as_a_file_log() {
 fn two_replicas_appending_concurrently_build_one_tree() {
     const THREADS: u64 = 3;
     const PER_THREAD: u64 = 40;
-    let pg = PgServer::start();
+    let pg = PgServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let key_path = key_file(tmp.path(), ORIGIN);
     let verifier = LogKey::load(&key_path).unwrap().verifier();
@@ -257,7 +256,7 @@ fn two_replicas_appending_concurrently_build_one_tree() {
 
 #[test]
 fn a_log_of_another_key_or_origin_is_refused() {
-    let pg = PgServer::start();
+    let pg = PgServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let key_path = key_file(tmp.path(), ORIGIN);
     let mut log = PgLog::open(&pg.conninfo, LogKey::load(&key_path).unwrap()).unwrap();
@@ -313,7 +312,7 @@ fn a_log_of_another_key_or_origin_is_refused() {
 
 #[test]
 fn appends_fail_closed_while_postgres_is_down_and_resume_after() {
-    let pg = PgServer::start();
+    let pg = PgServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let key_path = key_file(tmp.path(), ORIGIN);
     let verifier = LogKey::load(&key_path).unwrap().verifier();
@@ -328,7 +327,7 @@ fn appends_fail_closed_while_postgres_is_down_and_resume_after() {
     let before = reader.checkpoint().unwrap();
     assert_eq!(before.size(), 3);
 
-    pg.run("stop");
+    pg.stop().unwrap();
     for i in 0..2u64 {
         let err = seq.append_blocking(entry("down", i)).unwrap_err();
         let msg = err.to_string();
@@ -342,7 +341,7 @@ fn appends_fail_closed_while_postgres_is_down_and_resume_after() {
     }
     assert!(reader.checkpoint().is_err(), "the database is down");
 
-    pg.run("start");
+    pg.restart().unwrap();
     // No checkpoint advanced while it was down.
     assert_eq!(reader.checkpoint().unwrap().as_bytes(), before.as_bytes());
     let a = seq.append_blocking(entry("after", 0)).unwrap();

@@ -92,74 +92,8 @@ impl ResultFiles {
     }
 }
 
-/// A real PostgreSQL server for one test, started by `scripts/postgres.sh` on a Unix socket in a
-/// temp folder, and stopped on drop. A missing PostgreSQL is an error, never a skip: `.ci/run`
-/// installs it.
-#[derive(Debug)]
-pub struct PgServer {
-    dir: tempfile::TempDir,
-    /// Names the socket file (`.s.PGSQL.PORT`) only: the server listens on no TCP port.
-    pub port: u16,
-}
-
-impl PgServer {
-    /// Starts the server (initdb first); fails with the script's message when it cannot.
-    pub fn start() -> Result<PgServer> {
-        // Under /tmp so the postgres user (the script's server user when run as root) can traverse
-        // the parents, and short for the socket path.
-        let dir = tempfile::Builder::new()
-            .prefix("twi-pg")
-            .tempdir_in("/tmp")
-            .context("creating a temp dir in /tmp")?;
-        // The port only names the socket file inside our own folder: any value is free.
-        let port = 5432 + u16::try_from(std::process::id() % 1000).unwrap_or(0);
-        let server = PgServer { dir, port };
-        server.script(&["start", &port.to_string()])?;
-        Ok(server)
-    }
-
-    /// The folder holding the server's socket (libpq's `host` for a Unix socket).
-    pub fn socket_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Creates database `name` if missing; returns its libpq conninfo (`host=DIR port=P user=postgres
-    /// dbname=NAME`), which both SPIRE (with `sslmode=disable` added) and `twi_results::open` take.
-    pub fn createdb(&self, name: &str) -> Result<String> {
-        self.script(&["createdb", &self.port.to_string(), name])
-    }
-
-    /// Runs `scripts/postgres.sh CMD DIR ARGS…`; returns its trimmed stdout.
-    fn script(&self, args: &[&str]) -> Result<String> {
-        let script = workspace().join("scripts/postgres.sh");
-        let (cmd, rest) = args.split_first().context("no postgres.sh command")?;
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .arg(cmd)
-            .arg(self.dir.path())
-            .args(rest)
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "scripts/postgres.sh {cmd} failed ({}): {} (PostgreSQL's server binaries are \
-                 needed: Debian `apt-get install postgresql`, or set PG_BIN)",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        // Only a server that started has a data folder to stop.
-        if self.dir.path().join("data/PG_VERSION").is_file() {
-            let _ = self.script(&["stop"]);
-        }
-    }
-}
+/// A real PostgreSQL server for one test (stopped on drop); never a skip when missing.
+pub use twi_results::testing::PgServer;
 
 /// The faulty agent plugin (test only), with its checksum.
 pub fn faulty_agent() -> Result<PluginBinary> {

@@ -16,6 +16,8 @@
 
 mod pg;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use sha2::{Digest, Sha256};
 

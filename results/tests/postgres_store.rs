@@ -12,12 +12,12 @@ use twi_results::{open, PostgresStore, ResultStore};
 
 #[test]
 fn postgres_store_against_a_real_server() {
-    let pg = PgServer::start();
+    let pg = PgServer::start().unwrap();
 
     // conninfo form, then URL form (unix socket folder percent-encoded as the host).
     let store = open(&pg.conninfo).unwrap();
     exercise(store.as_ref());
-    let host: String = pg.dir.path().display().to_string().replace('/', "%2F");
+    let host: String = pg.socket_dir().display().to_string().replace('/', "%2F");
     let url = format!("postgresql://postgres@{host}:{}/postgres", pg.port);
     let again = open(&url).unwrap();
     let a = agent(1);
@@ -68,8 +68,8 @@ fn postgres_store_against_a_real_server() {
     assert_eq!(s1.latest(&ha).unwrap().unwrap().id, *ids.last().unwrap());
 
     // A restart of the server (a failover): reads recover by themselves, puts within one retry.
-    pg.run("stop");
-    pg.run("start");
+    pg.stop().unwrap();
+    pg.restart().unwrap();
     assert_eq!(s1.latest(&ha).unwrap().unwrap().id, *ids.last().unwrap());
     let k = 9999;
     let id = s2

@@ -1,9 +1,6 @@
 //! Shared by the store tests: sample results and a real PostgreSQL server for the duration of a test.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use twi_results::{ResultMeta, ResultStore};
 
 /// A sample EAR-like JWS for result `i` of `agent`: distinct per (agent, i), about `len` bytes.
@@ -81,70 +78,5 @@ pub(crate) fn exercise(store: &dyn ResultStore) {
     assert_eq!(store.latest(&a).unwrap().unwrap().id, ids[4]);
 }
 
-/// A PostgreSQL server started by scripts/postgres.sh in a temp folder, stopped on drop.
-pub(crate) struct PgServer {
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) port: u16,
-    pub(crate) conninfo: String,
-}
-
-pub(crate) fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh")
-}
-
-impl PgServer {
-    /// Starts the server; panics (fails the test) when it cannot: the PostgreSQL tests must run.
-    pub(crate) fn start() -> PgServer {
-        // Under /tmp so the postgres user can traverse the parents; short for the socket path.
-        let dir = tempfile::Builder::new()
-            .prefix("twi-pg")
-            .tempdir_in("/tmp")
-            .unwrap();
-        // The port only names the socket file inside our own folder: any value is free.
-        let port = 5432 + (std::process::id() % 1000) as u16;
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()
-            .expect("run scripts/postgres.sh");
-        assert!(
-            out.status.success(),
-            "scripts/postgres.sh start failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let conninfo = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        assert!(conninfo.starts_with("host="), "{conninfo}");
-        PgServer {
-            dir,
-            port,
-            conninfo,
-        }
-    }
-
-    pub(crate) fn run(&self, cmd: &str) {
-        let mut c = Command::new("bash");
-        c.arg(script()).arg(cmd).arg(self.dir.path());
-        if cmd == "start" {
-            c.arg(self.port.to_string());
-        }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "postgres.sh {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
+#[allow(unused_imports)] // not every test binary that includes this module uses it
+pub(crate) use twi_results::testing::PgServer;
