@@ -212,15 +212,25 @@ fn skey(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("log.key")).unwrap()
 }
 
-/// A log with entries 0..n, its key saved beside it (dir/log.key), data in dir/log.
+/// A log with entries 0..n, its key saved beside it (dir/log.key), data in dir/log: the first half
+/// compacted (data files fsynced, journal restarted there), the rest only in the journal's records.
 fn saved_log(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+    saved_log_compacted_at(n, n / 2)
+}
+
+fn saved_log_compacted_at(n: u64, at: u64) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let key = new_key("example.org/crash");
     key.save_new(&dir.path().join("log.key")).unwrap();
     let log_dir = dir.path().join("log");
     let mut log = Log::create(&log_dir, key).unwrap();
     let entries: Vec<Vec<u8>> = (0..n).map(entry).collect();
-    for chunk in entries.chunks(50) {
+    let (first, second) = entries.split_at(at as usize);
+    for chunk in first.chunks(50) {
+        log.append_batch(chunk).unwrap();
+    }
+    log.compact().unwrap();
+    for chunk in second.chunks(50) {
         log.append_batch(chunk).unwrap();
     }
     (dir, log_dir)
@@ -245,20 +255,32 @@ fn torn_tail_of_an_unacknowledged_batch_is_dropped() {
 }
 
 #[test]
-fn fully_written_batch_without_its_checkpoint_is_dropped() {
+fn fully_written_batch_whose_journal_record_is_torn_is_dropped() {
     let (dir, log_dir) = saved_log(200);
     let key = skey(dir.path());
     let old_checkpoint = std::fs::read(log_dir.join("checkpoint")).unwrap();
+    let journal = log_dir.join("journal");
+    let journal_before = file_len(&journal);
     {
         let mut log = Log::open(&log_dir, LogKey::from_skey(&key).unwrap()).unwrap();
+        // Open compacted: the journal is a base record only, whatever it held before.
+        assert!(file_len(&journal) < journal_before);
+        let journal_before = file_len(&journal);
         let more: Vec<Vec<u8>> = (0..77)
             .map(|i| format!("never acknowledged {i}").into_bytes())
             .collect();
         log.append_batch(&more).unwrap();
+        // The crash came during the journal's fdatasync: its record is cut short (all but its
+        // last 7 bytes made it), and the new checkpoint was never published.
+        set_len(&journal, file_len(&journal) - 7);
+        assert!(file_len(&journal) > journal_before);
     }
-    // The crash came after the data fsync and before the rename: the old checkpoint is what is on disk.
     std::fs::write(log_dir.join("checkpoint"), &old_checkpoint).unwrap();
     let mut log = assert_holds(&log_dir, &key, 200);
+    assert_eq!(
+        std::fs::read(log_dir.join("checkpoint")).unwrap(),
+        old_checkpoint
+    );
     let verifier = log.key().verifier();
     let old = verifier.verify_checkpoint(&old_checkpoint).unwrap();
     let a = log.append_batch(&[entry(200), entry(201)]).unwrap();
@@ -268,6 +290,69 @@ fn fully_written_batch_without_its_checkpoint_is_dropped() {
         .unwrap();
     let proof = log.consistency_proof(200, 202).unwrap();
     verifier.verify_consistency(&old, &new, &proof).unwrap();
+}
+
+#[test]
+fn journal_records_restore_data_files_lost_in_a_crash() {
+    // Appends fsync only the journal: a crash may lose every data-file write since the last
+    // compaction (here: entries 250..600), and the unpublished checkpoint with them.
+    let (dir, log_dir) = saved_log_compacted_at(600, 250);
+    let key = skey(dir.path());
+    let at_base = {
+        // The lengths the three files had at the compaction (a log of 250 entries).
+        let (_d, base_dir) = saved_log_compacted_at(250, 250);
+        ["entries", "entries.idx", "hashes"].map(|f| file_len(&base_dir.join(f)))
+    };
+    for (name, len) in ["entries", "entries.idx", "hashes"].iter().zip(at_base) {
+        set_len(&log_dir.join(name), len);
+    }
+    // ... or kept garbage in their place (a file system that exposes zeroed blocks).
+    append_bytes(&log_dir.join("hashes"), &[0; 64 * 32]);
+    let old = {
+        let (_d, d) = saved_log_compacted_at(250, 250);
+        std::fs::read(d.join("checkpoint")).unwrap()
+    };
+    std::fs::write(log_dir.join("checkpoint"), old).unwrap();
+    let log = assert_holds(&log_dir, &key, 600);
+    // Recovery republished the recovered checkpoint for readers.
+    let reader = LogReader::open(&log_dir).unwrap();
+    assert_eq!(reader.checkpoint().unwrap(), *log.checkpoint());
+    reader.verify(&log.key().verifier()).unwrap();
+}
+
+#[test]
+fn a_record_that_fails_its_checksum_ends_the_journal() {
+    let (dir, log_dir) = saved_log(100);
+    let key = skey(dir.path());
+    let journal = log_dir.join("journal");
+    {
+        let mut log = Log::open(&log_dir, LogKey::from_skey(&key).unwrap()).unwrap();
+        log.append_batch(&[entry(100), entry(101)]).unwrap();
+        let len_after_one = file_len(&journal);
+        log.append_batch(&[b"not acknowledged".to_vec()]).unwrap();
+        // The last record is whole in length but one byte of it never reached the disk.
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let at = usize::try_from(len_after_one).unwrap() + 60;
+        bytes[at] ^= 0xff;
+        std::fs::write(&journal, bytes).unwrap();
+    }
+    let mut log = assert_holds(&log_dir, &key, 102);
+    // Appending continues where the valid journal ended.
+    assert_eq!(log.append_batch(&[entry(102)]).unwrap()[0].index, 102);
+    drop(log);
+    assert_holds(&log_dir, &key, 103);
+}
+
+#[test]
+fn a_crash_mid_compaction_loses_nothing() {
+    let (dir, log_dir) = saved_log(300);
+    let key = skey(dir.path());
+    // A compaction that crashed after writing its new journal's temp file, before the rename.
+    std::fs::write(log_dir.join("journal.tmp"), b"half a journal").unwrap();
+    let mut log = assert_holds(&log_dir, &key, 300);
+    log.append_batch(&[entry(300)]).unwrap();
+    drop(log);
+    assert_holds(&log_dir, &key, 301);
 }
 
 #[test]
@@ -289,8 +374,9 @@ fn lost_derived_files_are_rebuilt_from_the_entries() {
 
 #[test]
 fn damaged_acknowledged_data_is_reported_not_served() {
-    // Entries truncated below the checkpoint: acknowledged entries are gone.
-    let (dir, log_dir) = saved_log(100);
+    // Entries truncated below the journal's base (fsynced data, no journal record left to replay):
+    // acknowledged entries are gone.
+    let (dir, log_dir) = saved_log_compacted_at(100, 100);
     let key = skey(dir.path());
     let entries = log_dir.join("entries");
     set_len(&entries, file_len(&entries) - 10);
@@ -298,7 +384,7 @@ fn damaged_acknowledged_data_is_reported_not_served() {
     assert!(matches!(err, TlogError::Corrupt { .. }), "{err}");
 
     // A stored hash on the root's path altered: the tree no longer matches the signed root.
-    let (dir, log_dir) = saved_log(100);
+    let (dir, log_dir) = saved_log_compacted_at(100, 100);
     let key = skey(dir.path());
     let mut bytes = std::fs::read(log_dir.join("hashes")).unwrap();
     let last = bytes.len() - 1;
@@ -317,7 +403,7 @@ fn damaged_acknowledged_data_is_reported_not_served() {
     );
 
     // An entry's bytes altered: the full audit finds it.
-    let (dir, log_dir) = saved_log(100);
+    let (dir, log_dir) = saved_log_compacted_at(100, 100);
     let key = skey(dir.path());
     let mut bytes = std::fs::read(log_dir.join("entries")).unwrap();
     bytes[20] ^= 0x40;
@@ -328,18 +414,32 @@ fn damaged_acknowledged_data_is_reported_not_served() {
     let reader = LogReader::open(&log_dir).unwrap();
     assert!(reader.verify(&log.key().verifier()).is_err());
 
-    // A checkpoint signed by someone else.
+    // A journal base signed by someone else.
     let (dir, log_dir) = saved_log(10);
     let key = skey(dir.path());
-    let forged = {
-        let other_dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    {
         let mut other = Log::create(other_dir.path(), new_key("example.org/crash")).unwrap();
         other.append_batch(&[b"x".to_vec()]).unwrap();
-        other.checkpoint().as_bytes().to_vec()
-    };
-    std::fs::write(log_dir.join("checkpoint"), forged).unwrap();
+    }
+    std::fs::copy(other_dir.path().join("journal"), log_dir.join("journal")).unwrap();
     let err = Log::open(&log_dir, LogKey::from_skey(&key).unwrap()).unwrap_err();
     assert!(matches!(err, TlogError::Signature { .. }), "{err}");
+
+    // A forged `checkpoint` file (what readers see) is not what recovery trusts: the writer
+    // recovers from its journal and publishes its own checkpoint over it.
+    let (dir, log_dir) = saved_log(10);
+    let key = skey(dir.path());
+    std::fs::copy(
+        other_dir.path().join("checkpoint"),
+        log_dir.join("checkpoint"),
+    )
+    .unwrap();
+    let log = assert_holds(&log_dir, &key, 10);
+    assert_eq!(
+        std::fs::read(log_dir.join("checkpoint")).unwrap(),
+        log.checkpoint().as_bytes()
+    );
 }
 
 /// Environment variable that turns `kill9_child` into the appending child process.
@@ -457,4 +557,36 @@ fn kill9_during_concurrent_appends_loses_no_acknowledged_entry() {
         .unwrap();
     }
     assert!(log.size() >= acked.len() as u64);
+}
+
+#[test]
+fn a_batch_whose_checkpoint_cannot_be_published_is_not_acknowledged_nor_kept() {
+    let (dir, log_dir) = saved_log(60);
+    let key = skey(dir.path());
+    let mut log = Log::open(&log_dir, LogKey::from_skey(&key).unwrap()).unwrap();
+    let published = std::fs::read(log_dir.join("checkpoint")).unwrap();
+    // Publication for readers fails after the journal record is fsynced (here: the temp name is
+    // taken by a directory).
+    std::fs::create_dir(log_dir.join("checkpoint.tmp")).unwrap();
+    let err = log
+        .append_batch(&[b"never acknowledged".to_vec()])
+        .unwrap_err();
+    assert!(matches!(err, TlogError::Io { .. }), "{err}");
+    // Readers still see the old checkpoint, and the writer refuses until it recovers.
+    assert_eq!(
+        std::fs::read(log_dir.join("checkpoint")).unwrap(),
+        published
+    );
+    assert!(matches!(
+        log.append_batch(&[entry(60)]),
+        Err(TlogError::Poisoned)
+    ));
+    std::fs::remove_dir(log_dir.join("checkpoint.tmp")).unwrap();
+    // Recovery cuts the journal back to the last acknowledged record: the failed batch's entry is
+    // gone, and index 60 goes to the next append.
+    log.recover().unwrap();
+    assert_eq!(log.size(), 60);
+    assert_eq!(log.append_batch(&[entry(60)]).unwrap()[0].index, 60);
+    drop(log);
+    assert_holds(&log_dir, &key, 61);
 }

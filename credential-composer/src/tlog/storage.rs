@@ -7,13 +7,19 @@
 //! <dir>/hashes        every stored Merkle hash, 32 bytes each, in Go tlog's stored-hash order
 //!                     (`stored_hash_index`: record n's leaf hash then the subtrees it completes;
 //!                     derived, rebuildable from `entries`)
-//! <dir>/checkpoint    the latest signed checkpoint; replaced atomically (temp file, fsync, rename,
-//!                     fsync dir) after the data it covers is fsynced
+//! <dir>/checkpoint    the latest signed checkpoint, for readers; replaced atomically (temp file,
+//!                     rename) only after the journal record covering its entries is fsynced
+//! <dir>/journal       the writer's commit log, the one file a batch fsyncs: a base record (the size
+//!                     up to which the three files above are fsynced) and one self-checking record
+//!                     per batch since (its entries and checkpoint); see `log.rs`
 //! <dir>/lock          flock'ed by the one writer
 //! ```
 //!
 //! Everything below the checkpoint's tree size is immutable, so readers (the HTTP server, auditors, even
 //! in another process) read without locks: they read the checkpoint first, and never look past its size.
+//! Between a crash and the writer's next open, the unsynced tail of `entries`, `entries.idx` and
+//! `hashes` may be missing although the checkpoint covers it (its entries are durable in the journal);
+//! readers then get I/O errors for that range until the writer replays the journal.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,6 +38,8 @@ pub(crate) const INDEX: &str = "entries.idx";
 pub(crate) const HASHES: &str = "hashes";
 pub(crate) const CHECKPOINT: &str = "checkpoint";
 pub(crate) const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+pub(crate) const JOURNAL: &str = "journal";
+pub(crate) const JOURNAL_TMP: &str = "journal.tmp";
 pub(crate) const LOCK: &str = "lock";
 
 /// Bytes of one `entries.idx` record.

@@ -329,3 +329,41 @@ fn malformed_tlog_proofs_are_refused() {
     many.push_str(std::str::from_utf8(log.checkpoint().as_bytes()).unwrap());
     assert!(InclusionProof::from_tlog_proof(many.as_bytes()).is_err());
 }
+
+#[test]
+fn appends_compact_the_journal_by_themselves_and_reopen_holds_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = LogKey::generate("example.org/compact", &mut rand_core::OsRng).unwrap();
+    let skey_verifier = key.verifier();
+    let key_dir = tempfile::tempdir().unwrap();
+    key.save_new(&key_dir.path().join("log.key")).unwrap();
+    let mut log = Log::create(dir.path(), key).unwrap();
+    log.set_journal_limit(4_000);
+    let journal = dir.path().join(storage::JOURNAL);
+    let mut longest = 0;
+    let mut compactions = 0;
+    let mut last = 0;
+    for i in 0..200u32 {
+        let e = format!("compacting entry {i} {}", "x".repeat(100)).into_bytes();
+        log.append_batch(&[e]).unwrap();
+        let len = std::fs::metadata(&journal).unwrap().len();
+        if len < last {
+            compactions += 1;
+        }
+        last = len;
+        longest = longest.max(len);
+    }
+    // Each record is ~300 bytes: a compaction at least every ~14 appends, none growing past the
+    // limit by more than one record.
+    assert!(compactions >= 10, "{compactions} compactions");
+    assert!(longest < 4_000 + 1_000, "journal grew to {longest} bytes");
+    let checkpoint = log.checkpoint().clone();
+    drop(log);
+    let key = LogKey::load(&key_dir.path().join("log.key")).unwrap();
+    let log = Log::open(dir.path(), key).unwrap();
+    assert_eq!(log.checkpoint(), &checkpoint);
+    log.verify_storage().unwrap();
+    skey_verifier
+        .verify_checkpoint(log.checkpoint().as_bytes())
+        .unwrap();
+}
