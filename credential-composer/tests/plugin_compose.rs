@@ -588,3 +588,51 @@ async fn concurrent_svids_each_get_their_own_record() {
     assert_eq!(indices.len(), 16, "distinct indices");
     assert_eq!(h.log_size(), before + 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_svids_reuse_an_agents_ear_for_at_most_the_cache_bound() {
+    use twi_credential_composer::composer::EAR_CACHE_MS;
+    let h = Harness::new().await;
+    h.configure("").await.unwrap();
+    let agent = agent_id("a1");
+    h.api
+        .set_entries(vec![api_entry("e1", &wl("/wl"), &agent, &["twi:uid:0"], 1)]);
+    let ear_in = |attrs: &X509svidAttributes| {
+        Cmw::from_extn_value(&by_oid(attrs)[CMW_OID].value)
+            .unwrap()
+            .ear_jwss()
+            .into_iter()
+            .map(|(_, jws)| jws)
+            .collect::<Vec<_>>()
+    };
+    let first = h.seed_ear(&agent, None, now() - 30, now() + 3600);
+    let attrs = workload_svid(&h, &wl("/wl"), &new_spki()).await.unwrap();
+    assert_eq!(ear_in(&attrs), vec![first.clone()]);
+
+    // A new EAR (the agent re-attested): reused for workload SVIDs within the bound, then read.
+    let second = h.seed_ear(&agent, None, now() - 20, now() + 3600);
+    assert_ne!(first, second);
+    let attrs = workload_svid(&h, &wl("/wl"), &new_spki()).await.unwrap();
+    assert_eq!(
+        ear_in(&attrs),
+        vec![first.clone()],
+        "within the cache bound"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(EAR_CACHE_MS + 100)).await;
+    let attrs = workload_svid(&h, &wl("/wl"), &new_spki()).await.unwrap();
+    assert_eq!(
+        ear_in(&attrs),
+        vec![second.clone()],
+        "after the cache bound"
+    );
+
+    // An agent SVID always reads the store (its EAR was just written by its attestation), and the
+    // workload SVIDs after it get that EAR at once.
+    let third = h.seed_ear(&agent, None, now() - 10, now() + 3600);
+    let attrs = agent_svid(&h, &agent, &new_spki(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(ear_in(&attrs), vec![third.clone()]);
+    let attrs = workload_svid(&h, &wl("/wl"), &new_spki()).await.unwrap();
+    assert_eq!(ear_in(&attrs), vec![third]);
+}
