@@ -64,8 +64,8 @@ if b:
     lines += ["", f"Composer steps in-process ({b['iterations']} iterations)", "", "| step | p50 | p99 |", "|---|---|---|"]
     for key, name in [("compose_total", "compose_workload_x509, total"), ("ear_read", "EAR read (SQLite store)"),
                       ("entry_lookup", "entry lookup (local API, cached)"), ("record_and_sign", "record + Ed25519 statement"),
-                      ("extensions", "CMW + TwiProvenance encoding"), ("append_default", "log append, max_wait 1 ms (default)"),
-                      ("append_no_wait", "log append, max_wait 0"), ("raw_fsync", "raw write + fdatasync")]:
+                      ("extensions", "CMW + TwiProvenance encoding"), ("append_default", "log append via sequencer (default config)"),
+                      ("append_direct", "Log::append_batch, no sequencer"), ("raw_fsync", "raw write + fdatasync")]:
         lines.append(f"| {name} | {us(b[key]['p50_ns'])} | {us(b[key]['p99_ns'])} |")
 a = r.get("attribution")
 if a:
