@@ -14,9 +14,10 @@
 //! the durable storage ([`Log`]), batching ([`Sequencer`]), the tile server, the tile client
 //! ([`TiledLog`]) and typed verification.
 //!
-//! Writing: one [`Log`] per directory (flock'ed). Appends are durable when they return (fsync, then an
-//! atomically published checkpoint); [`Log::open`] recovers after a crash. The [`Sequencer`] groups
-//! concurrent appends into one fsync and one signature.
+//! Writing: one [`Log`] per directory (flock'ed). Appends are durable when they return: one fdatasync
+//! of a journal record holding the batch and its signed checkpoint, then the checkpoint is published
+//! to readers; the data files are fsynced on compaction (see `log.rs`). [`Log::open`] recovers after
+//! a crash. The [`Sequencer`] groups concurrent appends into one fsync and one signature.
 //!
 //! HA: SPIRE servers sharing a PostgreSQL datastore share one log in PostgreSQL ([`PgLog`]): each
 //! replica runs a [`Sequencer`] over it ([`Sequencer::start_backend`]), one batch = one transaction
