@@ -11,43 +11,46 @@ use plugin_support::*;
 use twi_credential_composer::tlog::{HttpFetcher, TiledLog};
 use twi_plugin::proto::credentialcomposer::ComposeAgentX509svidRequest;
 
+/// `err` is a configuration refusal (InvalidArgument, what SPIRE shows as a bad plugin config) whose
+/// message says each of `needles`.
+fn assert_refused(err: &tonic::Status, needles: &[&str]) {
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+    for needle in needles {
+        assert!(
+            err.message().contains(needle),
+            "{needle}: {}",
+            err.message()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_hcl_is_refused_naming_the_key() {
     let h = Harness::new().await;
     let err = h.configure("log_dri = \"/tmp/x\"").await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("unknown key `log_dri`"),
-        "{}",
-        err.message()
-    );
+    assert_refused(&err, &["unknown key `log_dri`"]);
 
     let err = h.loaded.configure(TD, "").await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    for key in [
-        "log_dir",
-        "log_key_path",
-        "provenance_key_path",
-        "attestation_results_database",
-    ] {
-        assert!(err.message().contains(key), "{key}: {}", err.message());
-    }
+    assert_refused(
+        &err,
+        &[
+            "log_dir",
+            "log_key_path",
+            "provenance_key_path",
+            "attestation_results_database",
+        ],
+    );
 
     let err = h
         .configure("max_collection = 100\non_log_failure = \"ignore\"")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`max_collection`"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message().contains("`on_log_failure`"),
-        "{}",
-        err.message()
-    );
+    assert_refused(&err, &["`max_collection`", "`on_log_failure`"]);
     assert!(
         !h.path("log").exists(),
         "nothing opened for a refused configuration"
@@ -112,9 +115,7 @@ async fn configure_creates_private_keys_and_public_files() {
     let hcl = h.hcl("");
     // The log dir is locked by h's plugin: a second writer is refused, naming log_dir.
     let err = h2.loaded.configure(TD, &hcl).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("`log_dir`"), "{}", err.message());
-    assert!(err.message().contains("locked"), "{}", err.message());
+    assert_refused(&err, &["`log_dir`", "locked"]);
     // h's server goes away (its sequencer hands the log back, which releases the lock).
     drop(h.plugin.composer().unwrap().sequencer().shutdown().unwrap());
     h2.loaded.configure(TD, &hcl).await.unwrap();
@@ -160,12 +161,7 @@ async fn reconfigure_reuses_the_open_log() {
     // Changing the key of the open log is refused; the running configuration stays.
     let other_key = h.hcl("").replace("log.key", "other.key");
     let err = h.loaded.configure(TD, &other_key).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`log_key_path`"),
-        "{}",
-        err.message()
-    );
+    assert_refused(&err, &["`log_key_path`"]);
     assert!(!h.path("other.key").exists());
     let attrs = compose(&h, &agent).await.unwrap();
     assert_eq!(h.check_provenance(&by_oid(&attrs)[PROV_OID].value).1, 2);
@@ -309,27 +305,11 @@ async fn log_dir_and_log_database_are_exclusive_and_postgres_only() {
     let h = Harness::new().await;
     let both = h.hcl("log_database = \"postgres://db.example/twi\"");
     let err = h.loaded.configure(TD, &both).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`log_database`"),
-        "{}",
-        err.message()
-    );
-    assert!(err.message().contains("not both"), "{}", err.message());
+    assert_refused(&err, &["`log_database`", "not both"]);
 
     let sqlite = hcl_with_database(&h, "sqlite:///tmp/x.db", "");
     let err = h.loaded.configure(TD, &sqlite).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`log_database`"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message().contains("PostgreSQL only"),
-        "{}",
-        err.message()
-    );
+    assert_refused(&err, &["`log_database`", "PostgreSQL only"]);
 
     // Validate accepts a PostgreSQL log without connecting (nothing is opened by Validate).
     let unreachable = hcl_with_database(
@@ -341,17 +321,7 @@ async fn log_dir_and_log_database_are_exclusive_and_postgres_only() {
     assert!(ok.valid && ok.notes.is_empty(), "{:?}", ok.notes);
     // Configure does connect, fails closed, and does not repeat the password.
     let err = h.loaded.configure(TD, &unreachable).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`log_database`"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message().contains("postgresql log"),
-        "{}",
-        err.message()
-    );
+    assert_refused(&err, &["`log_database`", "postgresql log"]);
     assert!(!err.message().contains("hunter2"), "{}", err.message());
 }
 
@@ -445,13 +415,7 @@ async fn two_composers_share_one_postgres_log_and_serve_it() {
         .configure(TD, &hcl_with_database(&h3, &pg.conninfo, ""))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("`log_database`"),
-        "{}",
-        err.message()
-    );
-    assert!(err.message().contains("log key"), "{}", err.message());
+    assert_refused(&err, &["`log_database`", "log key"]);
     drop((h1, h2, h3));
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }

@@ -57,6 +57,38 @@ pub fn twi_cli() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The server's `CredentialComposer "twi"` block (our composer, by path and checksum) with these
+/// `plugin_data` settings, each written as `key = "value"`: the tests differ only in where the log,
+/// keys and results live.
+pub fn composer_plugin(settings: &[(&str, String)]) -> Result<PluginBlock> {
+    let data: String = settings
+        .iter()
+        .map(|(key, value)| format!("{key} = {}\n", hcl_string(value)))
+        .collect();
+    Ok(PluginBlock {
+        kind: "CredentialComposer".into(),
+        name: PLUGIN_NAME.into(),
+        binary: Some(plugin("twi-server-credentialcomposer")?),
+        args: vec![],
+        data,
+    })
+}
+
+/// A path as an HCL setting value.
+pub fn path_value(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// A finished command's exit status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Where the server plugin keeps its signed attestation results in a test.
 #[derive(Debug, Clone)]
 pub struct ResultFiles {

@@ -157,14 +157,6 @@ fn fetch_as(workload: &Path, agent: &SpireAgent, out_dir: &Path) -> Result<(u32,
     bail!("{} stayed busy", workload.display())
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The selectors spire-agent logged for `pid` ("PID attested to have selectors", debug level), waiting
 /// a moment for the line.
 fn logged_selectors(agent: &SpireAgent, pid: u32) -> Result<String> {
@@ -191,7 +183,7 @@ fn assert_gets_svid(workload: &Path, agent: &SpireAgent, dir: &Path, want_id: &s
         if o.status.success() {
             return Ok(Some(pid));
         }
-        last = text(&o);
+        last = output_text(&o);
         Ok(None)
     })
     .with_context(|| {
@@ -220,7 +212,7 @@ fn assert_gets_svid(workload: &Path, agent: &SpireAgent, dir: &Path, want_id: &s
 fn assert_no_svid(workload: &Path, agent: &SpireAgent, dir: &Path, case: &str) -> Result<()> {
     let digest = PluginBinary::new(workload)?.sha256;
     let (pid, o) = fetch_as(workload, agent, dir)?;
-    let said = text(&o);
+    let said = output_text(&o);
     assert!(
         !o.status.success(),
         "{case}: the workload got an SVID: {said}"
@@ -387,7 +379,7 @@ fn provenance_selectors_gate_the_svid() -> Result<()> {
         .arg("--config")
         .arg(&config)
         .output()?;
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     let sel: Vec<&str> = v["selectors"]
         .as_array()

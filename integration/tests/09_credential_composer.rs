@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use der::DecodePem;
-use twi::spire::{hcl_string, PluginBlock, SpireAgent, SpireServer};
+use twi::spire::{PluginBlock, SpireAgent, SpireServer};
 use twi_credential_composer::cmw::{Cmw, ID_PE_CMW};
 use twi_credential_composer::extension::{ProofForm, TwiProvenance, DEFAULT_PROVENANCE_OID};
 use twi_credential_composer::record::EarRef;
@@ -57,35 +57,24 @@ fn composer_block(
     socket: &Path,
     serve: &str,
 ) -> Result<PluginBlock> {
-    let s = |p: &Path| hcl_string(&p.to_string_lossy());
-    Ok(PluginBlock {
-        kind: "CredentialComposer".into(),
-        name: PLUGIN_NAME.into(),
-        binary: Some(plugin("twi-server-credentialcomposer")?),
-        args: vec![],
-        data: format!(
-            "log_dir = {}\nlog_key_path = {}\nlog_vkey_path = {}\nprovenance_key_path = {}\n\
-             provenance_public_key_path = {}\nattestation_results_database = {}\n\
-             server_socket_path = {}\nlog_serve_address = {}\nentry_refresh_seconds = 1\n",
-            s(&files.log_dir),
-            s(&files.log_key),
-            s(&files.log_vkey),
-            s(&files.provenance_key),
-            s(&files.provenance_pub),
-            hcl_string(&format!("sqlite://{}", results.database.display())),
-            s(socket),
-            hcl_string(serve),
+    let mut block = composer_plugin(&[
+        ("log_dir", path_value(&files.log_dir)),
+        ("log_key_path", path_value(&files.log_key)),
+        ("log_vkey_path", path_value(&files.log_vkey)),
+        ("provenance_key_path", path_value(&files.provenance_key)),
+        (
+            "provenance_public_key_path",
+            path_value(&files.provenance_pub),
         ),
-    })
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+        (
+            "attestation_results_database",
+            format!("sqlite://{}", results.database.display()),
+        ),
+        ("server_socket_path", path_value(socket)),
+        ("log_serve_address", serve.to_owned()),
+    ])?;
+    block.data.push_str("entry_refresh_seconds = 1\n");
+    Ok(block)
 }
 
 /// The extension `oid` of `cert`, which must be there once and non-critical.
@@ -267,7 +256,7 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
     let svid_file = out_dir.join("svid.0.pem");
     let bundle_file = out_dir.join("bundle.0.pem");
     let o = twi_svid_verify(&svid_file, &bundle_file, &files, &results);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert_eq!(report["spiffe_id"], workload_id, "{report}");
 
@@ -277,7 +266,7 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
         .arg(&svid_file)
         .output()
         .context("openssl (CI installs it)")?;
-    let shown = text(&o);
+    let shown = output_text(&o);
     assert!(o.status.success(), "{shown}");
     for oid in ["1.3.6.1.5.5.7.1.35", DEFAULT_PROVENANCE_OID] {
         assert!(shown.contains(oid), "openssl does not list {oid}: {shown}");
@@ -299,7 +288,7 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
         "-url",
         &format!("http://{serve}"),
     ]);
-    assert!(o.status.success(), "go-tlog-check: {}", text(&o));
+    assert!(o.status.success(), "go-tlog-check: {}", output_text(&o));
 
     // The spiffe crate's Workload API client gets the same SVID.
     let leaf = fetch_with_spiffe_crate(&agent.socket)?;
@@ -315,7 +304,12 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
     let tampered = root.join("tampered.der.pem");
     std::fs::write(&tampered, pem_encode("CERTIFICATE", &der_bytes))?;
     let o = twi_svid_verify(&tampered, &bundle_file, &files, &results);
-    assert_eq!(o.status.code(), Some(1), "tampered SVID: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "tampered SVID: {}",
+        output_text(&o)
+    );
 
     // Another log's key: the checkpoint does not verify.
     let other = ComposerFiles::in_dir(&root.join("other"));
@@ -330,7 +324,12 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
         ..ComposerFiles::in_dir(&root)
     };
     let o = twi_svid_verify(&svid_file, &bundle_file, &mixed, &results);
-    assert_eq!(o.status.code(), Some(1), "other log key: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "other log key: {}",
+        output_text(&o)
+    );
 
     // A tampered proof (one hash changed): Go refuses it too.
     let bad_proof = tamper_proof(&w.tlog_proof)?;
@@ -360,7 +359,7 @@ fn svids_carry_attestation_result_and_logged_provenance() -> Result<()> {
         ])
         .arg(&agent.socket)
         .output()?;
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let token = String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
         .find(|t| t.starts_with("eyJ") && t.matches('.').count() == 2)

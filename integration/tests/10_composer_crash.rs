@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use der::DecodePem;
-use twi::spire::{hcl_string, PluginBlock, SpireServer};
+use twi::spire::{PluginBlock, SpireServer};
 use twi_credential_composer::extension::{ProofForm, TwiProvenance, DEFAULT_PROVENANCE_OID};
 use twi_credential_composer::tlog::{InclusionProof, Log, LogKey};
 use twi_integration::*;
@@ -27,22 +27,19 @@ use x509_cert::Certificate;
 const MINTERS: usize = 4;
 
 fn composer_block(root: &Path, results_db: &Path) -> Result<PluginBlock> {
-    let s = |p: PathBuf| hcl_string(&p.to_string_lossy());
-    Ok(PluginBlock {
-        kind: "CredentialComposer".into(),
-        name: PLUGIN_NAME.into(),
-        binary: Some(plugin("twi-server-credentialcomposer")?),
-        args: vec![],
-        data: format!(
-            "log_dir = {}\nlog_key_path = {}\nprovenance_key_path = {}\n\
-             attestation_results_database = {}\nserver_socket_path = {}\n",
-            s(root.join("cprov-log")),
-            s(root.join("log-key")),
-            s(root.join("provenance-key.pem")),
-            hcl_string(&format!("sqlite://{}", results_db.display())),
-            s(root.join("server.sock")),
+    composer_plugin(&[
+        ("log_dir", path_value(&root.join("cprov-log"))),
+        ("log_key_path", path_value(&root.join("log-key"))),
+        (
+            "provenance_key_path",
+            path_value(&root.join("provenance-key.pem")),
         ),
-    })
+        (
+            "attestation_results_database",
+            format!("sqlite://{}", results_db.display()),
+        ),
+        ("server_socket_path", path_value(&root.join("server.sock"))),
+    ])
 }
 
 /// The PIDs of `parent`'s children running `exe` (the plugin binaries spire-server started).

@@ -15,12 +15,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use der::DecodePem;
-use twi::spire::{hcl_string, PluginBlock, SpireServer, SqlDataStore};
+use twi::spire::{PluginBlock, SpireServer, SqlDataStore};
 use twi_credential_composer::extension::{ProofForm, TwiProvenance, DEFAULT_PROVENANCE_OID};
 use twi_credential_composer::tlog::{HttpFetcher, InclusionProof, LogKey, TiledLog};
 use twi_integration::*;
@@ -57,38 +57,24 @@ impl Replica {
         log_key: &Path,
         results_db: &str,
     ) -> Result<PluginBlock> {
-        let s = |p: &Path| hcl_string(&p.to_string_lossy());
-        Ok(PluginBlock {
-            kind: "CredentialComposer".into(),
-            name: PLUGIN_NAME.into(),
-            binary: Some(plugin("twi-server-credentialcomposer")?),
-            args: vec![],
-            data: format!(
-                "log_database = {}\nlog_key_path = {}\nlog_vkey_path = {}\nlog_origin = {}\n\
-                 provenance_key_path = {}\nprovenance_public_key_path = {}\n\
-                 attestation_results_database = {}\nserver_socket_path = {}\n\
-                 log_serve_address = {}\n",
-                hcl_string(log_database),
-                s(log_key),
-                s(&self.vkey()),
-                hcl_string(ORIGIN),
-                s(&self.dir.join("provenance-key.pem")),
-                s(&self.provenance_pub()),
-                hcl_string(results_db),
-                s(&self.socket()),
-                hcl_string(&self.serve),
+        composer_plugin(&[
+            ("log_database", log_database.to_owned()),
+            ("log_key_path", path_value(log_key)),
+            ("log_vkey_path", path_value(&self.vkey())),
+            ("log_origin", ORIGIN.to_owned()),
+            (
+                "provenance_key_path",
+                path_value(&self.dir.join("provenance-key.pem")),
             ),
-        })
+            (
+                "provenance_public_key_path",
+                path_value(&self.provenance_pub()),
+            ),
+            ("attestation_results_database", results_db.to_owned()),
+            ("server_socket_path", path_value(&self.socket())),
+            ("log_serve_address", self.serve.clone()),
+        ])
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// One `spire-server x509 mint` into `dir` (svid.pem, key.pem, bundle.pem).
@@ -103,7 +89,7 @@ fn mint(bins: &spire::SpireBins, socket: &Path, id: &str, dir: &Path) -> Result<
     anyhow::ensure!(
         o.status.success() && dir.join("svid.pem").is_file(),
         "x509 mint {id}: {}",
-        text(&o)
+        output_text(&o)
     );
     Ok(())
 }
@@ -244,7 +230,7 @@ fn two_servers_share_one_log_in_postgres_and_each_serves_it() -> Result<()> {
             .arg("--provenance-key")
             .arg(replicas[*r].provenance_pub())
             .output()?;
-        assert_eq!(o.status.code(), Some(0), "{id}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(0), "{id}: {}", output_text(&o));
         let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
         assert_eq!(report["spiffe_id"], id.as_str(), "{report}");
 
