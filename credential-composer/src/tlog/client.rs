@@ -122,13 +122,7 @@ impl<F: TileFetcher> TiledLog<F> {
         checkpoint: &VerifiedCheckpoint,
         index: u64,
     ) -> Result<InclusionProof, TlogError> {
-        if index >= checkpoint.size() {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: checkpoint.size(),
-            });
-        }
+        TlogError::check_index(index, checkpoint.size())?;
         let hashes = self.with_reader(checkpoint, |r| {
             tlog_tiles::prove_record(checkpoint.size(), index, r)
         })?;
@@ -178,13 +172,7 @@ impl<F: TileFetcher> TiledLog<F> {
     /// # Errors
     /// Fetch errors, [`TlogError::Tile`] if the bundle is malformed or does not match.
     pub fn entry(&self, checkpoint: &VerifiedCheckpoint, index: u64) -> Result<Vec<u8>, TlogError> {
-        if index >= checkpoint.size() {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: checkpoint.size(),
-            });
-        }
+        TlogError::check_index(index, checkpoint.size())?;
         let width = u64::from(TILE_WIDTH);
         let n = index / width;
         let bundle_width = (checkpoint.size() - n * width).min(width);

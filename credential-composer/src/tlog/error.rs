@@ -185,6 +185,32 @@ pub enum TlogError {
 }
 
 impl TlogError {
+    /// [`TlogError::OutOfRange`] unless entry `index` is in a tree of `size` entries: the one bounds
+    /// check of every reader, writer and client that takes an index from a caller.
+    pub(crate) fn check_index(index: u64, size: u64) -> Result<(), Self> {
+        if index >= size {
+            return Err(Self::OutOfRange {
+                what: "index",
+                got: index.to_string(),
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`TlogError::OutOfRange`] unless a tree of `tree_size` is within `limit` (the published size,
+    /// or the newer tree of a consistency proof).
+    pub(crate) fn check_tree_size(tree_size: u64, limit: u64) -> Result<(), Self> {
+        if tree_size > limit {
+            return Err(Self::OutOfRange {
+                what: "tree size",
+                got: tree_size.to_string(),
+                size: limit,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             op,

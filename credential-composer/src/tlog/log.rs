@@ -617,13 +617,7 @@ impl Log {
     /// # Errors
     /// [`TlogError::OutOfRange`] or I/O errors.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, TlogError> {
-        if index >= self.size {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: self.size,
-            });
-        }
+        TlogError::check_index(index, self.size)?;
         self.store.entry(index)
     }
 
@@ -642,13 +636,7 @@ impl Log {
     }
 
     fn check_size(&self, tree_size: u64) -> Result<(), TlogError> {
-        if tree_size > self.size {
-            return Err(TlogError::OutOfRange {
-                what: "tree size",
-                got: tree_size.to_string(),
-                size: self.size,
-            });
-        }
+        TlogError::check_tree_size(tree_size, self.size)?;
         Ok(())
     }
 }
@@ -725,15 +713,33 @@ fn publish_checkpoint(
     checkpoint: &SignedCheckpoint,
     durable: bool,
 ) -> Result<(), TlogError> {
-    let tmp: PathBuf = dir.join(CHECKPOINT_TMP);
-    let target = dir.join(CHECKPOINT);
+    replace_file(
+        dir,
+        CHECKPOINT_TMP,
+        CHECKPOINT,
+        checkpoint.as_bytes(),
+        durable,
+    )
+}
+
+/// Replaces `<dir>/<name>` by `bytes` atomically: written to `<dir>/<tmp_name>`, renamed over it.
+/// `durable`: the temp file is fsynced before the rename and the directory after it.
+fn replace_file(
+    dir: &Path,
+    tmp_name: &str,
+    name: &str,
+    bytes: &[u8],
+    durable: bool,
+) -> Result<(), TlogError> {
+    let tmp: PathBuf = dir.join(tmp_name);
+    let target = dir.join(name);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(|e| TlogError::io("create", &tmp, e))?;
-    file.write_all(checkpoint.as_bytes())
+    file.write_all(bytes)
         .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
         .map_err(|e| TlogError::io("write", &tmp, e))?;
     drop(file);
@@ -752,21 +758,8 @@ fn write_journal_base(
     entries_len: u64,
     checkpoint: &SignedCheckpoint,
 ) -> Result<(File, u64), TlogError> {
-    let tmp = dir.join(JOURNAL_TMP);
     let record = journal::encode_base(size, entries_len, checkpoint);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| TlogError::io("create", &tmp, e))?;
-    file.write_all(&record)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| TlogError::io("write", &tmp, e))?;
-    drop(file);
-    let target = dir.join(JOURNAL);
-    std::fs::rename(&tmp, &target).map_err(|e| TlogError::io("rename", &target, e))?;
-    sync_dir(dir)?;
+    replace_file(dir, JOURNAL_TMP, JOURNAL, &record, true)?;
     Ok((open_journal(dir)?, record.len() as u64))
 }
 

@@ -743,13 +743,7 @@ impl PgLogReader {
     /// # Errors
     /// [`TlogError::OutOfRange`] or database errors.
     pub fn entry(&self, index: u64, tree_size: u64) -> Result<Vec<u8>, TlogError> {
-        if index >= tree_size {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: tree_size,
-            });
-        }
+        TlogError::check_index(index, tree_size)?;
         self.entries(index, 1)?
             .pop()
             .ok_or_else(|| TlogError::corrupt("twi_tlog_entries", "none", index))
@@ -761,13 +755,7 @@ impl PgLogReader {
     /// [`TlogError::OutOfRange`] or database errors.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, TlogError> {
         self.check_published(tree_size)?;
-        if index >= tree_size {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: tree_size,
-            });
-        }
+        TlogError::check_index(index, tree_size)?;
         let cache = RefCell::new(HashMap::new());
         self.with_client(|client| {
             PgHashReader::new(client, &self.origin, &[], 0, &cache)
@@ -781,13 +769,7 @@ impl PgLogReader {
     /// [`TlogError::OutOfRange`] or database errors.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, TlogError> {
         self.check_published(new_size)?;
-        if old_size > new_size {
-            return Err(TlogError::OutOfRange {
-                what: "tree size",
-                got: old_size.to_string(),
-                size: new_size,
-            });
-        }
+        TlogError::check_tree_size(old_size, new_size)?;
         if old_size == 0 {
             return Ok(Vec::new());
         }
@@ -800,13 +782,7 @@ impl PgLogReader {
 
     fn check_published(&self, tree_size: u64) -> Result<(), TlogError> {
         let published = self.checkpoint()?.size();
-        if tree_size > published {
-            return Err(TlogError::OutOfRange {
-                what: "tree size",
-                got: tree_size.to_string(),
-                size: published,
-            });
-        }
+        TlogError::check_tree_size(tree_size, published)?;
         Ok(())
     }
 }

@@ -70,13 +70,7 @@ impl LogReader {
     /// # Errors
     /// [`TlogError::OutOfRange`] or I/O errors.
     pub fn entry(&self, index: u64, tree_size: u64) -> Result<Vec<u8>, TlogError> {
-        if index >= tree_size {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size: tree_size,
-            });
-        }
+        TlogError::check_index(index, tree_size)?;
         self.store.entry(index)
     }
 
@@ -112,13 +106,7 @@ impl LogReader {
 
     fn check_published(&self, tree_size: u64) -> Result<(), TlogError> {
         let published = self.checkpoint()?.size();
-        if tree_size > published {
-            return Err(TlogError::OutOfRange {
-                what: "tree size",
-                got: tree_size.to_string(),
-                size: published,
-            });
-        }
+        TlogError::check_tree_size(tree_size, published)?;
         Ok(())
     }
 }

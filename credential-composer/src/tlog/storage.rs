@@ -189,26 +189,14 @@ impl Store {
 
     /// Audit path of entry `index` in the tree of `size`.
     pub(crate) fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, TlogError> {
-        if index >= size {
-            return Err(TlogError::OutOfRange {
-                what: "index",
-                got: index.to_string(),
-                size,
-            });
-        }
+        TlogError::check_index(index, size)?;
         self.hash_reader(&[], 0)
             .run(|r| tlog_tiles::prove_record(size, index, r))
     }
 
     /// Consistency proof from the tree of `old` to the tree of `new`.
     pub(crate) fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, TlogError> {
-        if old > new {
-            return Err(TlogError::OutOfRange {
-                what: "tree size",
-                got: old.to_string(),
-                size: new,
-            });
-        }
+        TlogError::check_tree_size(old, new)?;
         if old == 0 {
             return Ok(Vec::new());
         }
